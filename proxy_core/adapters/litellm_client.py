@@ -1,0 +1,142 @@
+"""Calls to LLM providers through the LiteLLM SDK, with LiteLLM's errors translated to ours.
+
+Everything LiteLLM-specific about a call lives here: the keyword names it expects, the fresh
+``metadata`` dict it mutates (sharing one silently drops spans), the per-request Langfuse
+credentials that route the trace to the right project, and ``no-log`` for untraced calls.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import litellm
+
+from proxy_core.errors import GatewayError, UpstreamError, UpstreamTimeoutError
+from proxy_core.services.llm import LlmCall
+
+for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+    # LiteLLM logs request and response bodies at debug level; they may carry prompts.
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "conflict_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def _kwargs(call: LlmCall, *, stream: bool) -> dict[str, Any]:
+    kwargs: dict[str, Any] = dict(call.deployment_params)
+    kwargs.update(call.params)
+    kwargs.update(
+        model=call.model,
+        messages=call.messages,
+        stream=stream,
+        metadata=dict(call.metadata),
+        timeout=call.timeout_s,
+        max_retries=call.max_retries,
+        drop_params=call.drop_params,
+    )
+    if call.extra_body:
+        kwargs["extra_body"] = call.extra_body
+    if call.api_key is not None:
+        kwargs["api_key"] = call.api_key
+    if call.api_base is not None:
+        kwargs["api_base"] = call.api_base
+    if call.langfuse is not None:
+        kwargs["langfuse_public_key"] = call.langfuse.public_key
+        kwargs["langfuse_secret_key"] = call.langfuse.secret_key
+        kwargs["langfuse_host"] = call.langfuse.host
+    else:
+        kwargs["no-log"] = True
+    return kwargs
+
+
+def _retry_after(exc: Exception) -> dict[str, str]:
+    for source in (getattr(exc, "litellm_response_headers", None), getattr(exc, "response", None)):
+        headers: Mapping[str, Any] | None = getattr(source, "headers", source)
+        if headers is None or not hasattr(headers, "get"):
+            continue
+        value = headers.get("retry-after") or headers.get("Retry-After")
+        if value:
+            return {"Retry-After": str(value)}
+    return {}
+
+
+def _clean_message(exc: Exception) -> str:
+    message = str(getattr(exc, "message", None) or exc) or type(exc).__name__
+    return message.removeprefix("litellm.").strip()
+
+
+def translate_error(exc: Exception) -> GatewayError:
+    """Map a LiteLLM/OpenAI-SDK exception to the gateway's hierarchy, keeping the provider status."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, litellm.Timeout):
+        return UpstreamTimeoutError(f"The provider did not answer in time: {_clean_message(exc)}")
+    if isinstance(exc, litellm.APIConnectionError):
+        return UpstreamError(f"Could not reach the provider: {_clean_message(exc)}", code="upstream_unreachable")
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status <= 599:
+        error = UpstreamError(_clean_message(exc), status_code=status, headers=_retry_after(exc))
+        error.error_type = _ERROR_TYPES.get(status, "upstream_error" if status >= 500 else "invalid_request_error")
+        error.code = f"upstream_{status}"
+        return error
+    return UpstreamError(f"The provider call failed: {_clean_message(exc)}")
+
+
+def _dump(obj: Any) -> dict[str, Any]:
+    data: dict[str, Any] = obj.model_dump(exclude_none=True)
+    return data
+
+
+def response_cost(response: Any) -> float | None:
+    hidden = getattr(response, "_hidden_params", None) or {}
+    cost = hidden.get("response_cost")
+    return float(cost) if isinstance(cost, int | float) else None
+
+
+class LiteLLMClient:
+    """Thin async facade over ``litellm.acompletion``."""
+
+    async def complete(self, call: LlmCall) -> dict[str, Any]:
+        """A non-streamed completion as an OpenAI ``chat.completion`` dict."""
+        try:
+            response = await litellm.acompletion(**_kwargs(call, stream=False))
+        except Exception as exc:
+            raise translate_error(exc) from exc
+        body: dict[str, Any] = response.model_dump()
+        return body
+
+    async def stream(self, call: LlmCall) -> AsyncIterator[dict[str, Any]]:
+        """Open a stream; errors raised while opening or iterating are already translated."""
+        try:
+            wrapper = await litellm.acompletion(**_kwargs(call, stream=True))
+        except Exception as exc:
+            raise translate_error(exc) from exc
+        return _iterate(wrapper)
+
+
+async def _iterate(wrapper: Any) -> AsyncIterator[dict[str, Any]]:
+    try:
+        async for chunk in wrapper:
+            yield _dump(chunk)
+    except GatewayError:
+        raise
+    except Exception as exc:
+        raise translate_error(exc) from exc
+    finally:
+        aclose = getattr(wrapper, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,0 +1,180 @@
+"""Langfuse tracing through LiteLLM's ``langfuse_otel`` logger, owned by the application.
+
+LiteLLM builds one OTLP exporter per set of per-request Langfuse credentials. This adapter
+subclasses its logger to control those exporters:
+
+* spans of calls that carry no project credentials are discarded, never printed to stdout
+  (LiteLLM's fallback is a console exporter that would write prompts into the gateway's logs);
+* each project's exporter gets an explicit queue size and batch delay, and is wrapped so the
+  gateway counts what it handed to the exporter, what Langfuse accepted and what failed —
+  trace loss becomes a number instead of a silence;
+* shutdown force-flushes every project's queue within a bounded time, because uvicorn re-raises
+  SIGTERM after a graceful stop and anything still queued would otherwise be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import litellm
+from litellm.integrations.langfuse.langfuse_otel import LangfuseOtelLogger
+from litellm.integrations.opentelemetry import OpenTelemetryConfig
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+
+logger = logging.getLogger("proxy_core.tracing")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportTuning:
+    queue_size: int = 8192
+    batch_delay_ms: int = 1000
+    export_timeout_ms: int = 10_000
+
+
+class SpanCounters:
+    """Thread-safe counts of spans by outcome; exporters run on their own threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {"exported": 0, "failed": 0, "discarded": 0}
+
+    def add(self, outcome: str, count: int) -> None:
+        with self._lock:
+            self._counts[outcome] = self._counts.get(outcome, 0) + count
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+class _CountingExporter(SpanExporter):
+    """Delegates to the OTLP exporter and counts the outcome of every batch."""
+
+    def __init__(self, inner: SpanExporter, counters: SpanCounters) -> None:
+        self._inner = inner
+        self._counters = counters
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception:
+            self._counters.add("failed", len(spans))
+            logger.warning("trace export raised; %d spans lost", len(spans), exc_info=True)
+            return SpanExportResult.FAILURE
+        if result is SpanExportResult.SUCCESS:
+            self._counters.add("exported", len(spans))
+        else:
+            self._counters.add("failed", len(spans))
+            logger.warning("Langfuse rejected or did not answer a trace batch; %d spans lost", len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class _DiscardingExporter(SpanExporter):
+    """Receives spans of calls with no project; counts and drops them."""
+
+    def __init__(self, counters: SpanCounters) -> None:
+        self._counters = counters
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self._counters.add("discarded", len(spans))
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
+    """LiteLLM's Langfuse logger with the exporters built by the gateway."""
+
+    def __init__(self, tuning: ExportTuning, counters: SpanCounters) -> None:
+        self._tuning = tuning
+        self._counters = counters
+        config = OpenTelemetryConfig(
+            exporter=_DiscardingExporter(counters), service_name="proxy-core", skip_set_global=True
+        )
+        super().__init__(config=config, callback_name="langfuse_otel")
+
+    def _get_span_processor(
+        self, dynamic_headers: Any = None, config_override: OpenTelemetryConfig | None = None
+    ) -> Any:
+        if config_override is None or config_override.exporter != "otlp_http" or not config_override.endpoint:
+            return SimpleSpanProcessor(_DiscardingExporter(self._counters))
+        headers = self._get_headers_dictionary(headers=dynamic_headers or config_override.headers)
+        endpoint = self._normalize_otel_endpoint(config_override.endpoint, "traces")
+        exporter = OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=self._tuning.export_timeout_ms / 1000)
+        return BatchSpanProcessor(
+            _CountingExporter(exporter, self._counters),
+            max_queue_size=self._tuning.queue_size,
+            schedule_delay_millis=self._tuning.batch_delay_ms,
+            export_timeout_millis=self._tuning.export_timeout_ms,
+        )
+
+    def providers(self) -> list[Any]:
+        with self._tracer_provider_cache_lock:
+            return [entry.provider for entry in self._tracer_provider_cache.values()]
+
+
+class LangfuseTracing:
+    """The application's one tracing logger: registered at start-up, flushed at shutdown."""
+
+    def __init__(self, tuning: ExportTuning | None = None) -> None:
+        self.counters = SpanCounters()
+        self._logger = _GatewayLangfuseLogger(tuning or ExportTuning(), self.counters)
+        self._registered = False
+
+    def register(self) -> None:
+        """Make LiteLLM send every call's callbacks to this logger (once, at start-up)."""
+        litellm.logging_callback_manager.add_litellm_callback(self._logger)
+        self._registered = True
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Export every queued span, bounded by ``timeout_s`` overall; True when all were sent."""
+        return await asyncio.to_thread(self._flush_blocking, timeout_s)
+
+    def _flush_blocking(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        complete = True
+        for provider in self._logger.providers():
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0 or not provider.force_flush(remaining_ms):
+                complete = False
+        return complete
+
+    async def aclose(self, timeout_s: float) -> None:
+        """Flush, then stop the exporters and detach the logger from LiteLLM."""
+        flushed = await self.flush(timeout_s)
+        if self._registered:
+            litellm.logging_callback_manager.remove_callback_from_all_lists(self._logger)
+            self._registered = False
+        await asyncio.to_thread(self._shutdown_providers)
+        counts = self.counters.snapshot()
+        logger.info(
+            "tracing stopped: exported=%d failed=%d discarded=%d flushed_all=%s",
+            counts["exported"],
+            counts["failed"],
+            counts["discarded"],
+            flushed,
+        )
+
+    def _shutdown_providers(self) -> None:
+        for provider in self._logger.providers():
+            provider.shutdown()

@@ -1,0 +1,47 @@
+"""An in-process rollout store for single-process use (the no-configuration default and unit tests).
+
+It keeps the Redis store's semantics (sets per project and rollout, a TTL refreshed on every
+write) but lives in one process: a second worker or replica would not see it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from proxy_core.services.store import RolloutStatus
+
+
+class MemoryRolloutStore:
+    def __init__(self, *, ttl_s: int) -> None:
+        self._ttl_s = ttl_s
+        self._sets: dict[tuple[str, str], tuple[set[str], float]] = {}
+
+    def _live(self, project_id: str, rollout_id: str) -> tuple[set[str], float] | None:
+        entry = self._sets.get((project_id, rollout_id))
+        if entry is not None and entry[1] <= time.monotonic():
+            del self._sets[(project_id, rollout_id)]
+            return None
+        return entry
+
+    async def record(self, project_id: str, rollout_id: str, insertion_id: str) -> None:
+        entry = self._live(project_id, rollout_id)
+        members = entry[0] if entry else set()
+        members.add(insertion_id)
+        self._sets[(project_id, rollout_id)] = (members, time.monotonic() + self._ttl_s)
+
+    async def insertion_ids(self, project_id: str, rollout_id: str) -> set[str]:
+        entry = self._live(project_id, rollout_id)
+        return set(entry[0]) if entry else set()
+
+    async def status(self, project_id: str, rollout_id: str) -> RolloutStatus:
+        entry = self._live(project_id, rollout_id)
+        if entry is None:
+            return RolloutStatus(0, None, None, None)
+        ordered = sorted(entry[0])
+        return RolloutStatus(len(ordered), ordered[0], ordered[-1], int(entry[1] - time.monotonic()))
+
+    async def ping(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        self._sets.clear()

@@ -1,0 +1,83 @@
+"""The rollout store on Redis (``redis.asyncio``).
+
+Each rollout is a SET of insertion ids under ``{prefix}:{project}:rollout:{rollout_id}``; a write
+is ``SADD`` + ``EXPIRE`` in one MULTI round trip, so no key ever lives without a TTL. Every call
+is bounded by a short socket timeout and at most one immediate retry (a pooled connection may
+be stale after a Redis restart), so a dead or frozen Redis costs a request well under a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from proxy_core.errors import StoreUnavailableError
+from proxy_core.services.store import RolloutStatus, rollout_key
+
+
+class RedisRolloutStore:
+    def __init__(self, url: str, *, prefix: str, ttl_s: int, timeout_s: float, password: str | None = None) -> None:
+        self._prefix = prefix
+        self._ttl_s = ttl_s
+        self._deadline_s = timeout_s * 2 + 0.1
+        self._client: Redis = Redis.from_url(
+            url,
+            password=password,
+            decode_responses=True,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=30,
+            max_connections=512,
+        )
+
+    def _key(self, project_id: str, rollout_id: str) -> str:
+        return rollout_key(self._prefix, project_id, rollout_id)
+
+    async def record(self, project_id: str, rollout_id: str, insertion_id: str) -> None:
+        key = self._key(project_id, rollout_id)
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.sadd(key, insertion_id)
+                    pipe.expire(key, self._ttl_s)
+                    await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"Could not record the insertion id ({type(exc).__name__}).") from exc
+
+    async def insertion_ids(self, project_id: str, rollout_id: str) -> set[str]:
+        try:
+            async with asyncio.timeout(self._deadline_s * 4):
+                members = await self._client.smembers(self._key(project_id, rollout_id))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"Could not read the rollout ({type(exc).__name__}).") from exc
+        return {m if isinstance(m, str) else m.decode() for m in members}
+
+    async def status(self, project_id: str, rollout_id: str) -> RolloutStatus:
+        ids = await self.insertion_ids(project_id, rollout_id)
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                ttl = await self._client.ttl(self._key(project_id, rollout_id))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"Could not read the rollout ({type(exc).__name__}).") from exc
+        ordered = sorted(ids)
+        return RolloutStatus(
+            count=len(ordered),
+            first_insertion_id=ordered[0] if ordered else None,
+            last_insertion_id=ordered[-1] if ordered else None,
+            ttl_s=ttl if ttl >= 0 else None,
+        )
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                return bool(await self._client.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,31 @@
+"""Reading request bodies with a hard size limit, before any of it is parsed."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from proxy_core.errors import InvalidRequestError, PayloadTooLargeError
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"The request body exceeds the limit of {limit} bytes.")
+
+
+async def read_json_body(request: Request, limit: int) -> bytes:
+    """The raw body; 413 as soon as it is known to exceed ``limit``, 400 for non-JSON content types."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and "json" not in content_type.lower():
+        raise InvalidRequestError(
+            f"Unsupported content type {content_type!r}; send application/json.", code="invalid_content_type"
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,31 @@
+"""Dependencies: the per-application services container, built by the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from proxy_core.services.completions import CompletionService
+from proxy_core.services.store import GuardedStore
+from proxy_core.settings import Settings
+
+
+@dataclass(slots=True)
+class Services:
+    """Long-lived objects shared by every request of one application instance."""
+
+    settings: Settings
+    completions: CompletionService
+    store: GuardedStore
+    model_names: tuple[str, ...]
+    shutting_down: bool = False
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,0 +1,42 @@
+"""Liveness, readiness and the model list."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.responses import JSONResponse
+
+from proxy_core.api.deps import ServicesDep
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process serves HTTP (the original gateway's exact answer)."""
+    return {"status": "healthy", "service": "metadata-proxy"}
+
+
+@router.get("/ready")
+async def ready(services: ServicesDep) -> JSONResponse:
+    """Readiness: 200 only when the rollout store answers and the gateway is not draining."""
+    if services.shutting_down:
+        return JSONResponse({"status": "shutting_down"}, status_code=503)
+    if not await services.store.ping():
+        return JSONResponse({"status": "unavailable", "store": "down"}, status_code=503)
+    return JSONResponse({"status": "ready", "store": "up"})
+
+
+@router.get("/v1/models")
+@router.get("/models", include_in_schema=False)
+async def models(services: ServicesDep) -> dict[str, Any]:
+    created = int(time.time())
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": created, "owned_by": "proxy-core"}
+            for name in services.model_names
+        ],
+    }

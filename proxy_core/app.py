@@ -1,0 +1,138 @@
+"""The composition root: ``create_app(settings)`` wires settings, adapters, services and routes.
+
+Long-lived clients (the Redis pool, the tracing exporters) are created in the lifespan, once per
+application, and closed there on shutdown: traces still queued are flushed within
+``SHUTDOWN_FLUSH_TIMEOUT_S`` so that a graceful stop loses no acknowledged completion's trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from proxy_core.adapters.litellm_client import LiteLLMClient
+from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
+from proxy_core.adapters.memory_store import MemoryRolloutStore
+from proxy_core.adapters.redis_store import RedisRolloutStore
+from proxy_core.api import chat, health
+from proxy_core.api.deps import Services
+from proxy_core.api.errors import register_error_handlers
+from proxy_core.config_files import ConfigError
+from proxy_core.services.auth import AuthProvider, NoAuth, StaticApiKeys
+from proxy_core.services.base_url import BaseUrlPolicy
+from proxy_core.services.completions import CompletionPolicy, CompletionService
+from proxy_core.services.llm import LlmClient
+from proxy_core.services.models import ModelResolver
+from proxy_core.services.projects import ProjectDirectory
+from proxy_core.services.store import GuardedStore, RolloutStore
+from proxy_core.settings import Settings
+
+logger = logging.getLogger("proxy_core")
+
+StoreFactory = Callable[[Settings], RolloutStore]
+
+
+def build_store(settings: Settings) -> RolloutStore:
+    """Redis when configured; otherwise an in-process store (single process only)."""
+    if not settings.redis_enabled:
+        logger.warning("no REDIS_URL/REDIS_HOST: using an in-process rollout store (single process only)")
+        return MemoryRolloutStore(ttl_s=settings.redis_key_ttl_s)
+    if settings.redis_url is not None:
+        url = settings.redis_url.get_secret_value()
+    else:
+        url = f"redis://{settings.redis_host}:{settings.redis_port}/{settings.redis_db}"
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    return RedisRolloutStore(
+        url,
+        prefix=settings.redis_key_prefix,
+        ttl_s=settings.redis_key_ttl_s,
+        timeout_s=settings.redis_timeout_s,
+        password=password,
+    )
+
+
+def build_auth(settings: Settings) -> AuthProvider:
+    keys = settings.secrets.api_keys
+    if not keys:
+        return NoAuth()
+    return StaticApiKeys(
+        (key.name or f"key-{index}", key.key.get_secret_value(), key.projects) for index, key in enumerate(keys)
+    )
+
+
+def _base_url_policy(settings: Settings) -> BaseUrlPolicy:
+    try:
+        return BaseUrlPolicy(settings.allowed_base_urls)
+    except ValueError as exc:
+        raise ConfigError(f"ALLOWED_BASE_URLS: {exc}") from exc
+
+
+def create_app(
+    settings: Settings,
+    *,
+    llm: LlmClient | None = None,
+    store_factory: StoreFactory = build_store,
+    auth: AuthProvider | None = None,
+) -> FastAPI:
+    """Build the gateway. ``llm``/``store_factory``/``auth`` are seams for tests and embedders."""
+    projects = ProjectDirectory(settings.secrets.langfuse_keys, settings.default_project_id, settings.langfuse_host)
+    models = ModelResolver(settings.catalog)
+    base_urls = _base_url_policy(settings)
+    auth_provider = auth or build_auth(settings)
+    catalog_settings = settings.catalog.litellm_settings
+    policy = CompletionPolicy(
+        trace_name=settings.trace_name,
+        timeout_s=catalog_settings.request_timeout or settings.request_timeout,
+        max_retries=settings.upstream_max_retries,
+        drop_params=catalog_settings.drop_params,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tracing: LangfuseTracing | None = None
+        if projects.tracing_enabled:
+            tracing = LangfuseTracing(
+                ExportTuning(
+                    queue_size=settings.tracing_queue_size,
+                    batch_delay_ms=settings.tracing_batch_delay_ms,
+                    export_timeout_ms=settings.tracing_export_timeout_ms,
+                )
+            )
+            tracing.register()
+        else:
+            logger.warning("no Langfuse projects configured (%s): tracing is off", settings.secrets_path)
+        store = GuardedStore(store_factory(settings))
+        completions = CompletionService(
+            llm=llm or LiteLLMClient(),
+            store=store,
+            auth=auth_provider,
+            projects=projects,
+            models=models,
+            base_urls=base_urls,
+            policy=policy,
+        )
+        services = Services(settings, completions, store, settings.catalog.public_model_names)
+        app.state.services = services
+        app.state.tracing = tracing
+        try:
+            yield
+        finally:
+            services.shutting_down = True
+            if tracing is not None:
+                await tracing.aclose(settings.shutdown_flush_timeout_s)
+            await store.aclose()
+
+    app = FastAPI(
+        title="proxy-core",
+        summary="Evaluation-aware OpenAI-compatible LLM gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    register_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(chat.router)
+    return app

@@ -1,0 +1,213 @@
+"""The two YAML files a deployment provides: the secrets file and the model catalogue.
+
+Both are parsed into strict models (unknown keys fail) so a typo is reported at start-up. The
+secrets file keeps the original gateway's format (``langfuse_keys`` + ``default_project_id``) and
+adds optional gateway API keys. The catalogue keeps LiteLLM's ``config.yaml`` shape
+(``model_list`` / ``litellm_settings``) so an existing LiteLLM configuration can be reused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from proxy_core.ids import identifier_problem
+
+ENV_REFERENCE_PREFIX = "os.environ/"
+WILDCARD = "*"
+
+
+class ConfigError(Exception):
+    """A configuration file or setting is invalid; the message says which and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LangfuseProject(_Strict):
+    """Credentials of one Langfuse project; ``host`` overrides the gateway-wide ``LANGFUSE_HOST``."""
+
+    public_key: str = Field(min_length=1)
+    secret_key: SecretStr
+    host: str | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("host must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+
+class ApiKey(_Strict):
+    """A gateway API key and the projects it may use (``"*"`` means every project)."""
+
+    key: SecretStr
+    projects: tuple[str, ...] = Field(min_length=1)
+    name: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("gateway API keys must be at least 16 characters")
+        return value
+
+
+class SecretsFile(_Strict):
+    """``secrets.yaml``: Langfuse credentials per project, the default project, gateway keys."""
+
+    langfuse_keys: dict[str, LangfuseProject] = Field(default_factory=dict)
+    default_project_id: str | None = None
+    api_keys: tuple[ApiKey, ...] = ()
+
+    @field_validator("langfuse_keys")
+    @classmethod
+    def _check_project_ids(cls, value: dict[str, LangfuseProject]) -> dict[str, LangfuseProject]:
+        for project_id in value:
+            problem = identifier_problem(project_id)
+            if problem is not None:
+                raise ValueError(f"project id {project_id!r} {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_default_project(self) -> SecretsFile:
+        if self.default_project_id is not None and self.default_project_id not in self.langfuse_keys:
+            raise ValueError(f"default_project_id {self.default_project_id!r} is not in langfuse_keys")
+        return self
+
+
+class Deployment(_Strict):
+    """One entry of ``model_list``: the public model name and the LiteLLM parameters behind it."""
+
+    model_name: str = Field(min_length=1)
+    litellm_params: dict[str, Any]
+    model_info: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("litellm_params")
+    @classmethod
+    def _check_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(value.get("model"), str) or not value["model"]:
+            raise ValueError("litellm_params.model is required")
+        return {key: _resolve_env_reference(item) for key, item in value.items()}
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.model_name == WILDCARD
+
+
+class LiteLLMSettings(_Strict):
+    """The subset of LiteLLM's ``litellm_settings`` the gateway honours per request."""
+
+    drop_params: bool = True
+    num_retries: int | None = Field(default=None, ge=0, le=10)
+    request_timeout: float | None = Field(default=None, gt=0)
+    # Accepted for compatibility with LiteLLM proxy configs; the gateway always traces with
+    # its own Langfuse OpenTelemetry logger, per project.
+    callbacks: tuple[str, ...] = ()
+    success_callback: tuple[str, ...] = ()
+    failure_callback: tuple[str, ...] = ()
+
+
+class ModelCatalog(_Strict):
+    """``config_no_cache.yaml``: which model names the gateway serves and how."""
+
+    model_list: tuple[Deployment, ...] = ()
+    litellm_settings: LiteLLMSettings = Field(default_factory=LiteLLMSettings)
+    router_settings: dict[str, Any] = Field(default_factory=dict)
+    # LiteLLM proxy keys that have no meaning here; accepted so existing files load.
+    general_settings: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def embedded_default(cls) -> ModelCatalog:
+        """The catalogue used when no file is configured: a demo model and pass-through."""
+        return cls(
+            model_list=(
+                Deployment(
+                    model_name="demo",
+                    litellm_params={
+                        "model": "openai/demo",
+                        "mock_response": "Hello from the gateway's demo model.",
+                    },
+                ),
+                Deployment(model_name=WILDCARD, litellm_params={"model": WILDCARD}),
+            )
+        )
+
+    def deployments_for(self, model: str) -> tuple[Deployment, ...]:
+        """Deployments serving ``model`` by exact name; empty when only a wildcard could."""
+        return tuple(d for d in self.model_list if d.model_name == model)
+
+    @property
+    def has_wildcard(self) -> bool:
+        return any(d.is_wildcard for d in self.model_list)
+
+    @property
+    def public_model_names(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for deployment in self.model_list:
+            if not deployment.is_wildcard:
+                seen.setdefault(deployment.model_name, None)
+        return tuple(seen)
+
+
+def _resolve_env_reference(value: Any) -> Any:
+    """Resolve LiteLLM's ``os.environ/NAME`` convention at load time, failing if unset."""
+    if isinstance(value, str) and value.startswith(ENV_REFERENCE_PREFIX):
+        name = value.removeprefix(ENV_REFERENCE_PREFIX)
+        resolved = os.environ.get(name)
+        if resolved is None:
+            raise ValueError(f"environment variable {name} (referenced as {value}) is not set")
+        return resolved
+    return value
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return yaml.safe_load(handle) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(item) for item in error["loc"]) or "(top level)"
+        parts.append(f"{location}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def load_secrets(path: Path, *, explicit: bool) -> SecretsFile:
+    """Load the secrets file; a missing default file means "no tracing", a missing explicit one fails."""
+    if not path.is_file():
+        if explicit:
+            raise ConfigError(f"SECRETS_PATH {path} does not exist")
+        return SecretsFile()
+    try:
+        return SecretsFile.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from exc
+
+
+def load_catalog(path: Path) -> ModelCatalog:
+    """Load a LiteLLM-style model catalogue (``model_list`` and friends)."""
+    try:
+        return ModelCatalog.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from exc

@@ -1,0 +1,70 @@
+"""Process entry point: load settings once, configure logging, run uvicorn.
+
+Configuration errors are reported as one line on stderr with exit status 2, before any socket
+is opened. With ``WORKERS`` > 1 each worker process builds its own application from the same
+environment through ``app_from_environment``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from proxy_core.config_files import ConfigError
+from proxy_core.settings import Settings
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']).upper() or 'settings'}: {error['msg']}" for error in exc.errors()
+        )
+        raise ConfigError(problems) from None
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def app_from_environment() -> FastAPI:
+    from proxy_core.app import create_app
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+        from proxy_core.app import create_app
+
+        create_app(settings)  # validate the wiring (catalogue, allow-list) before binding a port
+    except ConfigError as exc:
+        print(f"proxy_core: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    import uvicorn
+
+    uvicorn.run(
+        "proxy_core.main:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_timeout_s),
+        proxy_headers=False,
+    )
+    return 0

@@ -1,0 +1,162 @@
+"""Parsing and checking an OpenAI chat-completions body before anything is sent anywhere.
+
+Known OpenAI parameters are passed to LiteLLM by name (so it can translate them per provider);
+any other key is provider-specific and travels verbatim in ``extra_body``, so a client can never
+reach a LiteLLM control argument by naming it. Keys that would redirect the call or its trace
+(``api_base``, ``api_key``, ``langfuse_*`` …) are refused outright.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from proxy_core.errors import InvalidRequestError
+
+OPENAI_PARAMS = frozenset(
+    {
+        "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
+        "max_completion_tokens", "max_tokens", "modalities", "n", "parallel_tool_calls", "prediction",
+        "presence_penalty", "prompt_cache_key", "reasoning_effort", "response_format", "safety_identifier",
+        "seed", "service_tier", "stop", "store", "stream_options", "temperature", "tool_choice", "tools",
+        "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+    }
+)  # fmt: skip
+FORBIDDEN_PARAMS = frozenset(
+    {
+        "api_base", "base_url", "api_key", "api_version", "custom_llm_provider", "mock_response",
+        "extra_headers", "headers", "callbacks", "success_callback", "failure_callback", "no-log",
+        "litellm_logging_obj", "litellm_call_id", "litellm_metadata", "organization", "azure_ad_token",
+        "input_cost_per_token", "output_cost_per_token", "num_retries", "max_retries", "timeout",
+    }
+)  # fmt: skip
+FORBIDDEN_PREFIXES = ("langfuse_", "litellm_", "aws_", "vertex_")
+MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+RESERVED_TAG_PREFIXES = (
+    "rollout_id:", "insertion_id:", "invocation_id:", "experiment_id:", "run_id:", "row_id:", "project_id:",
+)  # fmt: skip
+MAX_TAGS = 64
+MAX_TAG_LENGTH = 200
+MAX_METADATA_ENTRIES = 64
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A checked chat request, split into what goes where."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool
+    params: dict[str, Any]
+    extra_body: dict[str, Any]
+    client_tags: list[str] = field(default_factory=list)
+    client_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _bad(message: str, param: str | None) -> InvalidRequestError:
+    return InvalidRequestError(message, param=param, code="invalid_value" if param else "invalid_json")
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    """Decode the body; anything but a JSON object is a 400."""
+    if not raw:
+        raise _bad("The request body is empty; expected a JSON object.", None)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _bad(f"The request body is not valid JSON: {exc.msg}.", None) from None
+    if not isinstance(body, dict):
+        raise _bad("The request body must be a JSON object.", None)
+    return body
+
+
+def _check_messages(messages: Any) -> list[dict[str, Any]]:
+    if not isinstance(messages, list) or not messages:
+        raise _bad("'messages' must be a non-empty array.", "messages")
+    for index, message in enumerate(messages):
+        param = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise _bad(f"{param} must be an object.", param)
+        role = message.get("role")
+        if role not in MESSAGE_ROLES:
+            raise _bad(f"{param}.role must be one of {sorted(MESSAGE_ROLES)}.", f"{param}.role")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise _bad(f"{param}.content must be a string, an array of parts, or null.", f"{param}.content")
+    return messages
+
+
+def _check_known_types(body: Mapping[str, Any]) -> None:
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise _bad("'stream' must be a boolean.", "stream")
+    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _bad(f"'{name}' must be a number.", name)
+    for name in ("n", "max_tokens", "max_completion_tokens", "seed", "top_logprobs"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise _bad(f"'{name}' must be an integer.", name)
+    if body.get("tools") is not None and not isinstance(body["tools"], list):
+        raise _bad("'tools' must be an array.", "tools")
+    if body.get("user") is not None and not isinstance(body["user"], str):
+        raise _bad("'user' must be a string.", "user")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise _bad("'stream_options' must be an object.", "stream_options")
+
+
+def _split_metadata(metadata: Any) -> tuple[list[str], dict[str, Any]]:
+    """Client tags (minus the gateway's reserved prefixes) and the remaining scalar metadata."""
+    if metadata is None:
+        return [], {}
+    if not isinstance(metadata, dict):
+        raise _bad("'metadata' must be an object.", "metadata")
+    tags = metadata.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise _bad("'metadata.tags' must be an array of strings.", "metadata.tags")
+    if len(tags) > MAX_TAGS or any(len(tag) > MAX_TAG_LENGTH or not tag for tag in tags):
+        raise _bad(f"'metadata.tags' allows {MAX_TAGS} tags of 1–{MAX_TAG_LENGTH} characters.", "metadata.tags")
+    kept = [tag for tag in dict.fromkeys(tags) if not tag.startswith(RESERVED_TAG_PREFIXES)]
+    extra = {key: value for key, value in metadata.items() if key != "tags"}
+    if len(extra) > MAX_METADATA_ENTRIES:
+        raise _bad(f"'metadata' allows at most {MAX_METADATA_ENTRIES} entries.", "metadata")
+    for key, value in extra.items():
+        if not isinstance(value, str | int | float | bool) and value is not None:
+            raise _bad(f"'metadata.{key}' must be a string, number or boolean.", f"metadata.{key}")
+    return kept, extra
+
+
+def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
+    """Validate ``body`` and split it into LiteLLM arguments, provider extras and gateway metadata."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip() or len(model) > 512:
+        raise _bad("'model' must be a non-empty string.", "model")
+    messages = _check_messages(body.get("messages"))
+    _check_known_types(body)
+    params: dict[str, Any] = {}
+    extra_body: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in ("model", "messages", "stream", "metadata"):
+            continue
+        if key in FORBIDDEN_PARAMS or key.startswith(FORBIDDEN_PREFIXES):
+            raise _bad(f"'{key}' cannot be set by clients of this gateway.", key)
+        if key in OPENAI_PARAMS:
+            if value is not None:
+                params[key] = value
+        else:
+            extra_body[key] = value
+    tags, client_metadata = _split_metadata(body.get("metadata"))
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        stream=bool(body.get("stream")),
+        params=params,
+        extra_body=extra_body,
+        client_tags=tags,
+        client_metadata=client_metadata,
+    )

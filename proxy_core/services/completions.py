@@ -1,0 +1,195 @@
+"""The chat-completion pipeline: check, tag, forward, record.
+
+Order matters and is the contract: everything a client can get wrong is rejected before the
+provider is called; a tracked completion is recorded in the rollout store before the client is
+told it succeeded (for streams: after the last chunk, before ``[DONE]``), so an insertion id a
+client holds is always one ``/traces`` will wait for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from uuid6 import uuid7
+
+from proxy_core.errors import GatewayError, InvalidRequestError, UpstreamError
+from proxy_core.ids import identifier_problem
+from proxy_core.services import sse
+from proxy_core.services.auth import AuthProvider, Principal
+from proxy_core.services.base_url import BaseUrlPolicy
+from proxy_core.services.chat_request import ChatRequest, parse_chat_request, parse_json_body
+from proxy_core.services.llm import LlmCall, LlmClient
+from proxy_core.services.models import ModelResolver
+from proxy_core.services.paths import MetadataPath
+from proxy_core.services.projects import ProjectDirectory, ResolvedProject
+from proxy_core.services.store import GuardedStore
+
+NO_PROVIDER_KEY = "no-key"
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionPolicy:
+    """Per-deployment knobs of the pipeline (from settings)."""
+
+    trace_name: str
+    timeout_s: float
+    max_retries: int
+    drop_params: bool
+
+
+@dataclass(slots=True)
+class CompletionOutcome:
+    """Either a JSON body or an SSE byte stream, plus response headers."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    stream: AsyncIterator[bytes] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    path: MetadataPath
+    project: ResolvedProject
+    principal: Principal
+    insertion_id: str | None
+    session_id: str | None
+    user_id: str | None
+
+
+def _header_id(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise InvalidRequestError(f"Invalid {name} header: {problem}.", param=name, code="invalid_header")
+    return value
+
+
+class CompletionService:
+    def __init__(
+        self,
+        *,
+        llm: LlmClient,
+        store: GuardedStore,
+        auth: AuthProvider,
+        projects: ProjectDirectory,
+        models: ModelResolver,
+        base_urls: BaseUrlPolicy,
+        policy: CompletionPolicy,
+    ) -> None:
+        self._llm = llm
+        self._store = store
+        self._auth = auth
+        self._projects = projects
+        self._models = models
+        self._base_urls = base_urls
+        self._policy = policy
+
+    async def create(self, path: MetadataPath, headers: Mapping[str, str], raw_body: bytes) -> CompletionOutcome:
+        principal = await self._auth.authenticate(headers)
+        principal.require(self._projects.effective_id(path.project_id))
+        project = self._projects.resolve(path.project_id)
+        request = parse_chat_request(parse_json_body(raw_body))
+        context = _Context(
+            path=path,
+            project=project,
+            principal=principal,
+            insertion_id=str(uuid7()) if path.rollout is not None else None,
+            session_id=_header_id(headers, "x-session-id"),
+            user_id=_header_id(headers, "x-user-id") or request.params.get("user"),
+        )
+        call = await self._build_call(context, request)
+        if context.insertion_id is not None:
+            self._store.ensure_available()
+        outcome = CompletionOutcome()
+        if context.insertion_id is not None:
+            outcome.headers["x-insertion-id"] = context.insertion_id
+        if request.stream:
+            outcome.stream = await self._open_stream(context, call)
+            outcome.headers.update(sse.HEADERS)
+        else:
+            outcome.body = await self._llm.complete(call)
+            await self._record(context)
+        return outcome
+
+    async def _build_call(self, context: _Context, request: ChatRequest) -> LlmCall:
+        resolved = self._models.resolve(request.model)
+        deployment_params = dict(resolved.params)
+        api_base: str | None = None
+        api_key = context.principal.provider_api_key if not resolved.has_own_key else None
+        if context.path.encoded_base_url is not None:
+            api_base = await self._base_urls.check(context.path.encoded_base_url)
+            # A client-chosen origin never receives a key the server holds.
+            deployment_params.pop("api_key", None)
+            api_key = context.principal.provider_api_key or NO_PROVIDER_KEY
+        return LlmCall(
+            model=resolved.litellm_model,
+            messages=request.messages,
+            params=request.params,
+            metadata=self._trace_metadata(context, request),
+            deployment_params=deployment_params,
+            extra_body=request.extra_body or None,
+            api_key=api_key,
+            api_base=api_base,
+            langfuse=context.project.tracing,
+            timeout_s=self._policy.timeout_s,
+            max_retries=self._policy.max_retries,
+            drop_params=self._policy.drop_params,
+        )
+
+    def _trace_metadata(self, context: _Context, request: ChatRequest) -> dict[str, Any]:
+        """A fresh LiteLLM ``metadata`` dict: tags, trace name, session, user, trace metadata."""
+        tags = list(request.client_tags)
+        trace_metadata: dict[str, Any] = dict(request.client_metadata)
+        if context.project.tracing is not None:
+            trace_metadata["project_id"] = context.project.store_id
+        rollout = context.path.rollout
+        if rollout is not None and context.insertion_id is not None:
+            ids = {"rollout_id": rollout.rollout_id, "insertion_id": context.insertion_id}
+            ids.update(rollout.as_dict())
+            tags.extend(f"{key}:{value}" for key, value in ids.items())
+            trace_metadata.update(ids)
+        metadata: dict[str, Any] = {
+            "tags": tags,
+            "trace_name": self._policy.trace_name,
+            "trace_metadata": trace_metadata,
+        }
+        if context.session_id is not None:
+            metadata["session_id"] = context.session_id
+        if context.user_id is not None:
+            metadata["trace_user_id"] = context.user_id
+        return metadata
+
+    async def _record(self, context: _Context) -> None:
+        rollout = context.path.rollout
+        if rollout is not None and context.insertion_id is not None:
+            await self._store.record(context.project.store_id, rollout.rollout_id, context.insertion_id)
+
+    async def _open_stream(self, context: _Context, call: LlmCall) -> AsyncIterator[bytes]:
+        """Read the first chunk before committing to a 200, so early failures are real errors."""
+        chunks = await self._llm.stream(call)
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            raise UpstreamError("The provider ended the stream before sending anything.") from None
+        except BaseException:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            raise
+        return self._relay(context, first, chunks)
+
+    async def _relay(
+        self, context: _Context, first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]]
+    ) -> AsyncIterator[bytes]:
+        try:
+            yield sse.data_frame(first)
+            async for chunk in chunks:
+                yield sse.data_frame(chunk)
+            await self._record(context)
+        except GatewayError as error:
+            yield sse.error_frame(error)
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        yield sse.DONE

@@ -1,0 +1,45 @@
+"""The port through which the services layer calls a provider (implemented by the LiteLLM adapter)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class LangfuseTarget:
+    """Where a call's trace goes: one Langfuse project's keys and host."""
+
+    project_id: str
+    public_key: str
+    secret_key: str
+    host: str
+
+
+@dataclass(slots=True)
+class LlmCall:
+    """One provider call, validated and sanitized; ``metadata`` is fresh for every call."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    metadata: dict[str, Any]
+    deployment_params: dict[str, Any] = field(default_factory=dict)
+    extra_body: dict[str, Any] | None = None
+    api_key: str | None = None
+    api_base: str | None = None
+    langfuse: LangfuseTarget | None = None
+    timeout_s: float = 300.0
+    max_retries: int = 0
+    drop_params: bool = True
+
+
+class LlmClient(Protocol):
+    async def complete(self, call: LlmCall) -> dict[str, Any]:
+        """A non-streamed ``chat.completion`` dict; raises ``GatewayError`` subclasses."""
+        ...
+
+    async def stream(self, call: LlmCall) -> AsyncIterator[dict[str, Any]]:
+        """An open stream of ``chat.completion.chunk`` dicts; errors are ``GatewayError``."""
+        ...

@@ -1,0 +1,60 @@
+"""Which Langfuse project a request belongs to, and where its traces go."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from proxy_core.config_files import LangfuseProject
+from proxy_core.errors import NotFoundError
+from proxy_core.services.llm import LangfuseTarget
+
+UNCONFIGURED_PROJECT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedProject:
+    """``store_id`` namespaces the rollout store; ``tracing`` is None when traces are off."""
+
+    store_id: str
+    tracing: LangfuseTarget | None
+
+
+class ProjectDirectory:
+    """Looks projects up by id; an unknown id is a 404 that does not reveal the configured ones."""
+
+    def __init__(
+        self, projects: Mapping[str, LangfuseProject], default_project_id: str | None, langfuse_host: str
+    ) -> None:
+        self._targets = {
+            project_id: LangfuseTarget(
+                project_id=project_id,
+                public_key=project.public_key,
+                secret_key=project.secret_key.get_secret_value(),
+                host=project.host or langfuse_host,
+            )
+            for project_id, project in projects.items()
+        }
+        self._default = default_project_id
+
+    @property
+    def tracing_enabled(self) -> bool:
+        return bool(self._targets)
+
+    def effective_id(self, project_id: str | None) -> str | None:
+        return project_id if project_id is not None else self._default
+
+    def resolve(self, project_id: str | None) -> ResolvedProject:
+        """The project named in the path, else the default; 404 for a name that is not configured."""
+        if project_id is None:
+            if self._default is None:
+                return ResolvedProject(UNCONFIGURED_PROJECT, None)
+            project_id = self._default
+        target = self._targets.get(project_id)
+        if target is None:
+            raise NotFoundError(
+                f"Project {project_id!r} is not configured on this gateway.",
+                param="project_id",
+                code="project_not_found",
+            )
+        return ResolvedProject(project_id, target)

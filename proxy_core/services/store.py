@@ -1,0 +1,122 @@
+"""The rollout store: which insertion ids a rollout has produced.
+
+``/traces`` compares this set with what Langfuse holds, so an id must be recorded before the
+client is told its completion succeeded. The store is a protocol with two adapters (Redis for
+real deployments, an in-process dict for single-process use); ``GuardedStore`` adds the policy
+every caller wants: a circuit breaker so a dead or frozen store fails requests fast with 503
+instead of letting each one wait for its own timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from proxy_core.errors import StoreUnavailableError
+
+T = TypeVar("T")
+
+
+def rollout_key(prefix: str, project_id: str, rollout_id: str) -> str:
+    """The Redis key of a rollout's insertion-id set, namespaced by prefix and project."""
+    return f"{prefix}:{project_id}:rollout:{rollout_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutStatus:
+    """What the store knows of a rollout without asking Langfuse."""
+
+    count: int
+    first_insertion_id: str | None
+    last_insertion_id: str | None
+    ttl_s: int | None
+
+
+class RolloutStore(Protocol):
+    """Records insertion ids per (project, rollout); raises ``StoreUnavailableError`` on failure."""
+
+    async def record(self, project_id: str, rollout_id: str, insertion_id: str) -> None: ...
+
+    async def insertion_ids(self, project_id: str, rollout_id: str) -> set[str]: ...
+
+    async def status(self, project_id: str, rollout_id: str) -> RolloutStatus: ...
+
+    async def ping(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failures and stays open for ``cooldown_s``."""
+
+    def __init__(self, threshold: int = 5, cooldown_s: float = 5.0) -> None:
+        self._threshold = threshold
+        self._cooldown_s = cooldown_s
+        self._failures = 0
+        self._open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self._open_until
+
+    def retry_after_s(self) -> int:
+        return max(1, int(self._open_until - time.monotonic() + 0.999))
+
+    def succeeded(self) -> None:
+        self._failures = 0
+
+    def failed(self) -> None:
+        self._failures += 1
+        if self._failures >= self._threshold:
+            self._open_until = time.monotonic() + self._cooldown_s
+            self._failures = 0
+
+
+class GuardedStore:
+    """A ``RolloutStore`` wrapper that fails fast while its breaker is open."""
+
+    def __init__(self, inner: RolloutStore, breaker: CircuitBreaker | None = None) -> None:
+        self._inner = inner
+        self._breaker = breaker or CircuitBreaker()
+
+    def ensure_available(self) -> None:
+        """Raise 503 before any upstream spend when the store is known to be down."""
+        if self._breaker.is_open:
+            raise StoreUnavailableError(
+                "The rollout store is unavailable; the completion was not sent.",
+                retry_after_s=self._breaker.retry_after_s(),
+            )
+
+    async def record(self, project_id: str, rollout_id: str, insertion_id: str) -> None:
+        self.ensure_available()
+        try:
+            await self._inner.record(project_id, rollout_id, insertion_id)
+        except StoreUnavailableError:
+            self._breaker.failed()
+            raise
+        self._breaker.succeeded()
+
+    async def insertion_ids(self, project_id: str, rollout_id: str) -> set[str]:
+        self.ensure_available()
+        return await self._guard_read(self._inner.insertion_ids(project_id, rollout_id))
+
+    async def status(self, project_id: str, rollout_id: str) -> RolloutStatus:
+        self.ensure_available()
+        return await self._guard_read(self._inner.status(project_id, rollout_id))
+
+    async def _guard_read(self, pending: Awaitable[T]) -> T:
+        try:
+            result = await pending
+        except StoreUnavailableError:
+            self._breaker.failed()
+            raise
+        self._breaker.succeeded()
+        return result
+
+    async def ping(self) -> bool:
+        return await self._inner.ping()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

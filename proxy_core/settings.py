@@ -1,0 +1,107 @@
+"""Gateway settings: the one place that reads the environment and the configuration files.
+
+Sources, in order of precedence: keyword arguments (tests), environment variables, defaults.
+The environment names for the variables the original gateway defined (``PORT``, ``REDIS_HOST``,
+``SECRETS_PATH``, ``LANGFUSE_HOST``, ``REQUEST_TIMEOUT``, ``LOG_LEVEL``) are kept as they were so a
+deployment of it can switch over without edits. Files named by the settings (the secrets file and
+the model catalogue) are loaded and validated here too, so that a bad deployment fails at start-up
+with one message instead of on the first request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from proxy_core.config_files import ModelCatalog, SecretsFile, load_catalog, load_secrets
+
+DEFAULT_LANGFUSE_HOST = "https://us.cloud.langfuse.com"
+DEFAULT_SECRETS_PATH = Path("proxy_core/secrets.yaml")
+DEFAULT_GATEWAY_CONFIG = Path("config_no_cache.yaml")
+
+
+class Settings(BaseSettings):
+    """Everything the gateway needs to start; validated once, then read-only."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, case_sensitive=False)
+
+    # HTTP server
+    host: str = "0.0.0.0"
+    port: int = Field(default=4000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    graceful_shutdown_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Rollout store
+    redis_url: SecretStr | None = None
+    redis_host: str | None = None
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    redis_password: SecretStr | None = None
+    redis_db: int = Field(default=0, ge=0)
+    redis_key_prefix: str = Field(default="gw", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    redis_key_ttl_s: int = Field(default=86_400, ge=1)
+    redis_timeout_s: float = Field(default=0.5, gt=0, le=30)
+
+    # Tracing
+    secrets_path: Path = DEFAULT_SECRETS_PATH
+    langfuse_host: str = DEFAULT_LANGFUSE_HOST
+    trace_name: str = Field(default="chat-completion", min_length=1, max_length=200)
+    tracing_queue_size: int = Field(default=8192, ge=64)
+    tracing_batch_delay_ms: int = Field(default=1000, ge=10)
+    tracing_export_timeout_ms: int = Field(default=10_000, ge=100)
+    shutdown_flush_timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+    # Upstream calls
+    gateway_config: Path | None = None
+    request_timeout: float = Field(default=300.0, gt=0)
+    upstream_max_retries: int = Field(default=0, ge=0, le=10)
+    allowed_base_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    # Loaded from the files above (not environment variables).
+    secrets: SecretsFile = Field(default_factory=SecretsFile, exclude=True)
+    catalog: ModelCatalog = Field(default_factory=ModelCatalog.embedded_default, exclude=True)
+
+    @field_validator("allowed_base_urls", mode="before")
+    @classmethod
+    def _split_base_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("langfuse_host")
+    @classmethod
+    def _check_langfuse_host(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("LANGFUSE_HOST must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _load_files(self) -> Settings:
+        """Read the secrets file and the model catalogue, unless they were given directly."""
+        if "secrets" not in self.model_fields_set:
+            explicit = "secrets_path" in self.model_fields_set
+            object.__setattr__(self, "secrets", load_secrets(self.secrets_path, explicit=explicit))
+        if "catalog" not in self.model_fields_set:
+            catalog_path = self.gateway_config
+            if catalog_path is None and DEFAULT_GATEWAY_CONFIG.is_file():
+                catalog_path = DEFAULT_GATEWAY_CONFIG
+            if catalog_path is not None:
+                object.__setattr__(self, "catalog", load_catalog(catalog_path))
+        return self
+
+    @property
+    def redis_enabled(self) -> bool:
+        return self.redis_url is not None or self.redis_host is not None
+
+    @property
+    def default_project_id(self) -> str | None:
+        return self.secrets.default_project_id
