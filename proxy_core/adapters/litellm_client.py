@@ -15,14 +15,18 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import httpx
 import litellm
+import openai
 
-from proxy_core.errors import GatewayError, UpstreamError, UpstreamTimeoutError
+from proxy_core.errors import AuthenticationError, GatewayError, UpstreamError, UpstreamTimeoutError
 from proxy_core.services.llm import LlmCall
 
 for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
     # LiteLLM logs request and response bodies at debug level; they may carry prompts.
     logging.getLogger(_name).setLevel(logging.WARNING)
+# LiteLLM prints a "Give Feedback / Get Help" banner to stdout on every provider error.
+litellm.suppress_debug_info = True
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -79,14 +83,34 @@ def _clean_message(exc: Exception) -> str:
     return message.removeprefix("litellm.").strip()
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 16:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
 def translate_error(exc: Exception) -> GatewayError:
-    """Map a LiteLLM/OpenAI-SDK exception to the gateway's hierarchy, keeping the provider status."""
+    """Map a LiteLLM/OpenAI-SDK exception to the gateway's hierarchy, keeping the provider status.
+
+    LiteLLM reports a refused connection as a 500 "Connection error"; the cause chain tells a
+    provider that answered 500 apart from one that could not be reached (502) or was too slow (504).
+    """
     if isinstance(exc, GatewayError):
         return exc
-    if isinstance(exc, litellm.Timeout):
+    causes = _causes(exc)
+    if any(isinstance(c, litellm.Timeout | openai.APITimeoutError | httpx.TimeoutException) for c in causes):
         return UpstreamTimeoutError(f"The provider did not answer in time: {_clean_message(exc)}")
-    if isinstance(exc, litellm.APIConnectionError):
+    if any(isinstance(c, openai.APIConnectionError | httpx.TransportError) for c in causes):
         return UpstreamError(f"Could not reach the provider: {_clean_message(exc)}", code="upstream_unreachable")
+    if any(type(c) is openai.OpenAIError for c in causes):
+        # The OpenAI SDK refuses to send a request without a key before any network I/O.
+        return AuthenticationError(
+            "No provider API key: send 'Authorization: Bearer <provider key>' or configure one on the server.",
+            code="missing_provider_key",
+        )
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status <= 599:
         error = UpstreamError(_clean_message(exc), status_code=status, headers=_retry_after(exc))

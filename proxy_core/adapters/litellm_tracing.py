@@ -25,6 +25,7 @@ from typing import Any
 import litellm
 from litellm.integrations.langfuse.langfuse_otel import LangfuseOtelLogger
 from litellm.integrations.opentelemetry import OpenTelemetryConfig
+from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import (
@@ -147,11 +148,19 @@ class LangfuseTracing:
         self._registered = True
 
     async def flush(self, timeout_s: float) -> bool:
-        """Export every queued span, bounded by ``timeout_s`` overall; True when all were sent."""
-        return await asyncio.to_thread(self._flush_blocking, timeout_s)
+        """Export every queued span, bounded by ``timeout_s`` overall; True when all were sent.
 
-    def _flush_blocking(self, timeout_s: float) -> bool:
+        LiteLLM builds spans in callbacks queued on its logging worker after a call returns, so
+        that queue is drained first; then each project's exporter queue is flushed.
+        """
         deadline = time.monotonic() + timeout_s
+        try:
+            await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), timeout=timeout_s)
+        except TimeoutError:
+            logger.warning("tracing callbacks still pending after %.1fs; their spans may be lost", timeout_s)
+        return await asyncio.to_thread(self._flush_blocking, deadline)
+
+    def _flush_blocking(self, deadline: float) -> bool:
         complete = True
         for provider in self._logger.providers():
             remaining_ms = int((deadline - time.monotonic()) * 1000)

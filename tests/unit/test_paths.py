@@ -87,7 +87,8 @@ def test_percent_encoded_ids_are_decoded() -> None:
     parsed = parse_metadata_path(
         "/rollout_id/r%C3%A9/invocation_id/i/experiment_id/e/run_id/r/row_id/w%3A1/chat/completions"
     )
-    assert parsed is not None and parsed.rollout is not None
+    assert parsed is not None
+    assert parsed.rollout is not None
     assert parsed.rollout.rollout_id == "ré"
     assert parsed.rollout.row_id == "w:1"
 
@@ -95,11 +96,16 @@ def test_percent_encoded_ids_are_decoded() -> None:
 def test_traces_paths() -> None:
     assert parse_metadata_path("/v1/traces") == parse_metadata_path("/traces")
     pointwise = parse_metadata_path("/project_id/p/v1/traces/pointwise")
-    assert pointwise is not None and pointwise.endpoint is Endpoint.TRACES_POINTWISE
+    assert pointwise is not None
+    assert pointwise.endpoint is Endpoint.TRACES_POINTWISE
     assert pointwise.project_id == "p"
 
 
-_SAFE = st.text(alphabet=st.characters(blacklist_characters="/,%", blacklist_categories=("Cc", "Zs", "Zl", "Zp", "Cs")), min_size=1, max_size=40)
+_SAFE = st.text(
+    alphabet=st.characters(blacklist_characters="/,%", blacklist_categories=("Cc", "Zs", "Zl", "Zp", "Cs")),
+    min_size=1,
+    max_size=40,
+)
 
 
 @given(ids=st.tuples(_SAFE, _SAFE, _SAFE, _SAFE, _SAFE))
@@ -109,4 +115,5 @@ def test_any_safe_ids_round_trip(ids: tuple[str, str, str, str, str]) -> None:
     keys = ("rollout_id", "invocation_id", "experiment_id", "run_id", "row_id")
     path = "/" + "/".join(f"{k}/{quote(v, safe='')}" for k, v in zip(keys, ids, strict=True)) + "/chat/completions"
     parsed = parse_metadata_path(path)
-    assert parsed is not None and parsed.rollout == RolloutIds(*ids)
+    assert parsed is not None
+    assert parsed.rollout == RolloutIds(*ids)

@@ -21,7 +21,8 @@ async def test_memory_store_sets_per_project() -> None:
     assert await store.insertion_ids("a", "r") == {"id1", "id2"}
     status = await store.status("a", "r")
     assert (status.count, status.first_insertion_id, status.last_insertion_id) == (2, "id1", "id2")
-    assert status.ttl_s is not None and 0 < status.ttl_s <= 60
+    assert status.ttl_s is not None
+    assert 0 < status.ttl_s <= 60
     assert await store.status("a", "missing") == RolloutStatus(0, None, None, None)
 
 

@@ -1,0 +1,260 @@
+"""Every bad input and failure gets an exact OpenAI-style error, and nothing is forwarded or recorded."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import redis.asyncio
+
+from proxy_core.config_files import ApiKey
+from tests.fakes.upstream import UpstreamState
+from tests.integration.conftest import SERVER_PROVIDER_KEY, Gateway, GatewayFactory, encode_url, rollout_path
+
+USER = [{"role": "user", "content": "hi"}]
+BODY = {"model": "fake", "messages": USER}
+
+
+async def post(gateway: Gateway, path: str, **kwargs: Any) -> httpx.Response:
+    kwargs.setdefault("headers", {}).setdefault("authorization", "Bearer sk-client")
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        return await http.post(path, **kwargs)
+
+
+async def no_keys(redis_client: redis.asyncio.Redis, prefix: str) -> bool:
+    return [key async for key in redis_client.scan_iter(match=f"{prefix}:*")] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "status", "error"),
+    [
+        (
+            "/rollout_id/a,b/invocation_id/i/experiment_id/e/run_id/r/row_id/w/chat/completions",
+            {"json": BODY},
+            400,
+            {
+                "message": "Invalid rollout_id: must not contain '/', ',', whitespace or control characters.",
+                "type": "invalid_request_error",
+                "param": "rollout_id",
+                "code": "invalid_identifier",
+            },
+        ),
+        (
+            "/project_id/secret-project/chat/completions",
+            {"json": BODY},
+            404,
+            {
+                "message": "Project 'secret-project' is not configured on this gateway.",
+                "type": "invalid_request_error",
+                "param": "project_id",
+                "code": "project_not_found",
+            },
+        ),
+        (
+            f"/{rollout_path('r1')}/chat/completions",
+            {"content": b'{"model": "fake", "messages": [', "headers": {"content-type": "application/json"}},
+            400,
+            {
+                "message": "The request body is not valid JSON: unexpected end of data.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_json",
+            },
+        ),
+        (
+            f"/{rollout_path('r1')}/chat/completions",
+            {"json": {"model": "fake", "messages": USER, "api_base": "http://169.254.169.254"}},
+            400,
+            {
+                "message": "'api_base' cannot be set by clients of this gateway.",
+                "type": "invalid_request_error",
+                "param": "api_base",
+                "code": "invalid_value",
+            },
+        ),
+        (
+            f"/{rollout_path('r1')}/chat/completions",
+            {"json": {"model": "fake", "messages": "hi"}},
+            400,
+            {
+                "message": "'messages' must be a non-empty array.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "invalid_value",
+            },
+        ),
+        (
+            f"/{rollout_path('r1')}/encoded_base_url/not-base64!!/chat/completions",
+            {"json": BODY},
+            400,
+            {
+                "message": "Invalid encoded_base_url: not URL-safe base64.",
+                "type": "invalid_request_error",
+                "param": "encoded_base_url",
+                "code": "invalid_base_url",
+            },
+        ),
+        (
+            f"/{rollout_path('r1')}/encoded_base_url/{encode_url('http://169.254.169.254/latest')}/chat/completions",
+            {"json": BODY},
+            403,
+            {
+                "message": "encoded_base_url is not allowed: it does not match ALLOWED_BASE_URLS.",
+                "type": "permission_error",
+                "param": "encoded_base_url",
+                "code": "base_url_not_allowed",
+            },
+        ),
+        (
+            f"/{rollout_path('r1')}/chat/completions",
+            {"json": {"model": "nope", "messages": USER}},
+            404,
+            {
+                "message": "The model 'nope' does not exist on this gateway.",
+                "type": "invalid_request_error",
+                "param": "model",
+                "code": "model_not_found",
+            },
+        ),
+        (
+            "/v1/embeddings",
+            {"json": BODY},
+            404,
+            {
+                "message": "Unknown route: POST /v1/embeddings",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "unknown_route",
+            },
+        ),
+    ],
+)
+async def test_client_errors_are_exact_and_side_effect_free(
+    gateway_factory: GatewayFactory,
+    upstream_state: UpstreamState,
+    redis_client: redis.asyncio.Redis,
+    key_prefix: str,
+    path: str,
+    kwargs: dict[str, Any],
+    status: int,
+    error: dict[str, Any],
+) -> None:
+    gateway = gateway_factory(wildcard=False)
+    response = await post(gateway, path, **kwargs)
+    assert (response.status_code, response.json()) == (status, {"error": error})
+    assert upstream_state.completion_requests == []
+    assert await no_keys(redis_client, key_prefix)
+
+
+async def test_oversized_body_is_413(gateway_factory: GatewayFactory, upstream_state: UpstreamState) -> None:
+    gateway = gateway_factory(max_body_bytes=4096)
+    big = {"model": "fake", "messages": [{"role": "user", "content": "x" * 10_000}]}
+    response = await post(gateway, f"/{rollout_path('r1')}/chat/completions", json=big)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert upstream_state.completion_requests == []
+
+
+PROVIDER_ERRORS = [
+    (429, openai.RateLimitError),
+    (500, openai.InternalServerError),
+    (401, openai.AuthenticationError),
+    (400, openai.BadRequestError),
+]
+
+
+@pytest.mark.parametrize(("status", "exc"), PROVIDER_ERRORS)
+async def test_provider_errors_keep_their_status_and_record_nothing(
+    gateway: Gateway, redis_client: redis.asyncio.Redis, key_prefix: str, status: int, exc: type[Exception]
+) -> None:
+    client = gateway.client(rollout_path("r-err"))
+    directive = f"[[status={status}]] [[retry_after=7]]"
+    with pytest.raises(exc) as info:
+        client.chat.completions.create(model="fake", messages=[{"role": "user", "content": directive}])
+    error = info.value
+    assert isinstance(error, openai.APIStatusError)
+    assert error.status_code == status
+    assert error.body["code"] == f"upstream_{status}"  # type: ignore[index]
+    if status == 429:
+        assert error.response.headers["retry-after"] == "7"
+    assert await no_keys(redis_client, key_prefix)
+
+
+async def test_unreachable_provider_is_502(gateway_factory: GatewayFactory) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    gateway = gateway_factory(allowed_base_urls=(f"http://127.0.0.1:{port}",))
+    client = gateway.client(f"{rollout_path('r1')}/encoded_base_url/{encode_url(f'http://127.0.0.1:{port}/v1')}")
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="openai/x", messages=USER)
+    assert info.value.status_code == 502
+    assert info.value.body["code"] == "upstream_unreachable"  # type: ignore[index]
+
+
+async def test_dead_store_answers_503_with_retry_after(
+    gateway_factory: GatewayFactory, upstream_state: UpstreamState
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    gateway = gateway_factory(redis_url=dead)
+    response = await post(gateway, f"/{rollout_path('r1')}/chat/completions", json=BODY)
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "store_unavailable"
+    untracked = await post(gateway, "/v1/chat/completions", json=BODY)
+    assert untracked.status_code == 200  # untracked requests never touch the store
+    for _ in range(5):
+        await post(gateway, f"/{rollout_path('r1')}/chat/completions", json=BODY)
+    sent = len(upstream_state.completion_requests)
+    fast = await post(gateway, f"/{rollout_path('r1')}/chat/completions", json=BODY)
+    assert fast.status_code == 503
+    assert len(upstream_state.completion_requests) == sent  # breaker open: no provider spend
+
+
+async def test_encoded_base_url_routes_and_never_gets_server_keys(
+    gateway: Gateway, upstream_state: UpstreamState
+) -> None:
+    base = encode_url(f"{gateway.settings.allowed_base_urls[0]}").rstrip("=")
+    path = f"/{rollout_path('r-b')}/encoded_base_url/{base}/chat/completions"
+    for bearer, expected in (("Bearer sk-client", "Bearer sk-client"), (None, "Bearer no-key")):
+        headers = {"authorization": bearer} if bearer else {"x-none": "1"}
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+            raw = await http.post(path, json={"model": "fake-keyed", "messages": USER}, headers=headers)
+        assert raw.status_code == 200, raw.text
+        sent = upstream_state.completion_requests[-1]
+        assert sent.headers["authorization"] == expected
+        assert SERVER_PROVIDER_KEY not in str(sent.headers)
+
+
+async def test_missing_provider_key_is_401(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        response = await http.post("/v1/chat/completions", json=BODY)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "missing_provider_key"
+
+
+async def test_server_key_is_used_for_its_own_deployment(gateway: Gateway, upstream_state: UpstreamState) -> None:
+    gateway.client(api_key="sk-client").chat.completions.create(model="fake-keyed", messages=USER)
+    assert upstream_state.completion_requests[-1].headers["authorization"] == f"Bearer {SERVER_PROVIDER_KEY}"
+
+
+async def test_api_keys_bind_projects(gateway_factory: GatewayFactory, upstream_state: UpstreamState) -> None:
+    key_a = "gw-key-for-project-a-" + uuid.uuid4().hex
+    gateway = gateway_factory(api_keys=(ApiKey(key=key_a, projects=("proj-a",)),))  # type: ignore[arg-type]
+    ok = gateway.client(f"project_id/proj-a/{rollout_path('r1')}", api_key=key_a)
+    ok.chat.completions.create(model="fake-keyed", messages=USER)
+    assert upstream_state.completion_requests[-1].headers["authorization"] == f"Bearer {SERVER_PROVIDER_KEY}"
+    with pytest.raises(openai.PermissionDeniedError):
+        gateway.client(f"project_id/proj-b/{rollout_path('r1')}", api_key=key_a).chat.completions.create(
+            model="fake", messages=USER
+        )
+    with pytest.raises(openai.AuthenticationError):
+        gateway.client(rollout_path("r1"), api_key="wrong-key-0000000000").chat.completions.create(
+            model="fake", messages=USER
+        )

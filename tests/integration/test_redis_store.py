@@ -1,0 +1,83 @@
+"""The Redis rollout store against a real Redis: key layout, TTL, and bounded failure."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+import redis.asyncio
+
+from proxy_core.adapters.redis_store import RedisRolloutStore
+from proxy_core.errors import StoreUnavailableError
+
+
+def make_store(url: str, prefix: str, ttl_s: int = 3600) -> RedisRolloutStore:
+    return RedisRolloutStore(url, prefix=prefix, ttl_s=ttl_s, timeout_s=0.5)
+
+
+async def test_record_writes_a_set_with_a_ttl(
+    redis_url: str, key_prefix: str, redis_client: redis.asyncio.Redis
+) -> None:
+    store = make_store(redis_url, key_prefix, ttl_s=120)
+    try:
+        await store.record("proj", "r1", "id-b")
+        await store.record("proj", "r1", "id-a")
+        await store.record("proj", "r1", "id-a")
+        key = f"{key_prefix}:proj:rollout:r1"
+        assert await redis_client.smembers(key) == {"id-a", "id-b"}
+        assert 0 < await redis_client.ttl(key) <= 120
+        assert await store.insertion_ids("proj", "r1") == {"id-a", "id-b"}
+        assert await store.insertion_ids("other", "r1") == set()
+        status = await store.status("proj", "r1")
+        assert (status.count, status.first_insertion_id, status.last_insertion_id) == (2, "id-a", "id-b")
+        assert status.ttl_s is not None
+        assert status.ttl_s > 0
+        assert await store.ping()
+    finally:
+        await store.aclose()
+
+
+async def test_many_concurrent_records_all_land(redis_url: str, key_prefix: str) -> None:
+    store = make_store(redis_url, key_prefix)
+    try:
+        ids = [f"id-{n:04d}" for n in range(500)]
+        await asyncio.gather(*(store.record("p", "r", i) for i in ids))
+        assert await store.insertion_ids("p", "r") == set(ids)
+    finally:
+        await store.aclose()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_dead_redis_fails_fast_with_store_unavailable(key_prefix: str) -> None:
+    store = make_store(f"redis://127.0.0.1:{_closed_port()}/0", key_prefix)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError):
+            await store.record("p", "r", "i")
+        assert time.monotonic() - started < 1.5
+        assert not await store.ping()
+    finally:
+        await store.aclose()
+
+
+async def test_frozen_redis_is_bounded_by_the_timeout(key_prefix: str) -> None:
+    """A server that accepts connections but never answers must not hang a request."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    store = make_store(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", key_prefix)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError):
+            await store.record("p", "r", "i")
+        assert time.monotonic() - started < 1.5
+    finally:
+        await store.aclose()
+        listener.close()

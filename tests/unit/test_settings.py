@@ -1,0 +1,117 @@
+"""Settings: environment names, files, and one clear message for a bad configuration."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from proxy_core.config_files import ConfigError, ModelCatalog
+from proxy_core.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SECRETS = """
+langfuse_keys:
+  proj-a: {public_key: pk-a, secret_key: sk-a}
+  proj-b: {public_key: pk-b, secret_key: sk-b, host: "http://127.0.0.1:1/"}
+default_project_id: proj-a
+api_keys:
+  - {name: team, key: gw-0123456789abcdef, projects: [proj-a]}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(("REDIS_", "SECRETS_", "LANGFUSE_", "ALLOWED_", "GATEWAY_", "PORT", "LOG_LEVEL")):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_need_no_files() -> None:
+    settings = Settings()
+    assert settings.port == 4000
+    assert not settings.redis_enabled
+    assert settings.secrets.langfuse_keys == {}
+    assert settings.catalog == ModelCatalog.embedded_default()
+    assert settings.allowed_base_urls == ()
+
+
+def test_environment_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(SECRETS)
+    monkeypatch.setenv("PORT", "4100")
+    monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
+    monkeypatch.setenv("SECRETS_PATH", str(tmp_path / "s.yaml"))
+    monkeypatch.setenv("ALLOWED_BASE_URLS", "http://127.0.0.1:9000/v1, https://x.example.com")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    monkeypatch.setenv("REQUEST_TIMEOUT", "12.5")
+    settings = Settings()
+    assert settings.port == 4100
+    assert settings.redis_enabled
+    assert settings.allowed_base_urls == ("http://127.0.0.1:9000/v1", "https://x.example.com")
+    assert settings.log_level == "DEBUG"
+    assert settings.request_timeout == 12.5
+    assert settings.default_project_id == "proj-a"
+    assert settings.secrets.langfuse_keys["proj-b"].host == "http://127.0.0.1:1"
+    assert "sk-a" not in repr(settings)
+    assert "gw-0123456789abcdef" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("langfuse_keys: {p: {public_key: pk}}", "secret_key"),
+        ("langfuse_keys: {}\nunknown_key: 1", "unknown_key"),
+        ("langfuse_keys: {p: {public_key: pk, secret_key: sk}}\ndefault_project_id: q", "default_project_id"),
+        ("langfuse_keys: {'a,b': {public_key: pk, secret_key: sk}}", "a,b"),
+        ("api_keys: [{key: short, projects: [p]}]", "16 characters"),
+        ("{ not yaml", "not valid YAML"),
+    ],
+)
+def test_bad_secrets_file_names_the_problem(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"bad\.yaml") as info:
+        Settings(secrets_path=path)
+    assert fragment in str(info.value)
+
+
+def test_missing_explicit_secrets_file_fails(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        Settings(secrets_path=tmp_path / "nope.yaml")
+
+
+def test_catalog_env_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        "model_list:\n  - model_name: m\n    litellm_params: {model: openai/x, api_key: os.environ/MY_KEY}\n"
+    )
+    with pytest.raises(ConfigError, match="MY_KEY"):
+        Settings(gateway_config=path)
+    monkeypatch.setenv("MY_KEY", "sk-from-env")
+    settings = Settings(gateway_config=path)
+    assert settings.catalog.model_list[0].litellm_params["api_key"] == "sk-from-env"
+
+
+def test_invalid_values_are_validation_errors() -> None:
+    with pytest.raises(ValidationError):
+        Settings(port=0)
+    with pytest.raises(ValidationError):
+        Settings(langfuse_host="cloud.langfuse.com")
+
+
+def test_cli_reports_one_line_and_exits_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "SECRETS_"))}
+    env.update(PORT="not-a-port", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy_core"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "PORT" in lines[0]
