@@ -11,28 +11,34 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
+from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
 from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
 from proxy_core.adapters.memory_store import MemoryRolloutStore
 from proxy_core.adapters.redis_store import RedisRolloutStore
-from proxy_core.api import chat, health
+from proxy_core.api import dispatch, health
 from proxy_core.api.deps import Services
 from proxy_core.api.errors import register_error_handlers
 from proxy_core.config_files import ConfigError
 from proxy_core.services.auth import AuthProvider, NoAuth, StaticApiKeys
 from proxy_core.services.base_url import BaseUrlPolicy
+from proxy_core.services.budget import ReadBudgets
 from proxy_core.services.completions import CompletionPolicy, CompletionService
 from proxy_core.services.llm import LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.projects import ProjectDirectory
 from proxy_core.services.store import GuardedStore, RolloutStore
+from proxy_core.services.trace_source import TraceSource
+from proxy_core.services.traces import TracesService
 from proxy_core.settings import Settings
 
 logger = logging.getLogger("proxy_core")
 
 StoreFactory = Callable[[Settings], RolloutStore]
+TraceSourceFactory = Callable[[Settings], TraceSource]
 
 
 def build_store(settings: Settings) -> RolloutStore:
@@ -52,6 +58,16 @@ def build_store(settings: Settings) -> RolloutStore:
         timeout_s=settings.redis_timeout_s,
         password=password,
     )
+
+
+def build_trace_source(settings: Settings) -> TraceSource:
+    """One pooled HTTP client for every Langfuse read, with a per-project read budget."""
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=5.0),
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        follow_redirects=False,
+    )
+    return LangfuseReadClient(client, ReadBudgets(settings.langfuse_read_rps, settings.langfuse_read_burst))
 
 
 def build_auth(settings: Settings) -> AuthProvider:
@@ -75,6 +91,7 @@ def create_app(
     *,
     llm: LlmClient | None = None,
     store_factory: StoreFactory = build_store,
+    trace_source_factory: TraceSourceFactory = build_trace_source,
     auth: AuthProvider | None = None,
 ) -> FastAPI:
     """Build the gateway. ``llm``/``store_factory``/``auth`` are seams for tests and embedders."""
@@ -114,7 +131,9 @@ def create_app(
             base_urls=base_urls,
             policy=policy,
         )
-        services = Services(settings, completions, store, settings.catalog.public_model_names)
+        trace_source = trace_source_factory(settings)
+        traces = TracesService(store=store, source=trace_source, auth=auth_provider, projects=projects)
+        services = Services(settings, completions, traces, store, settings.catalog.public_model_names)
         app.state.services = services
         app.state.tracing = tracing
         try:
@@ -123,6 +142,7 @@ def create_app(
             services.shutting_down = True
             if tracing is not None:
                 await tracing.aclose(settings.shutdown_flush_timeout_s)
+            await trace_source.aclose()
             await store.aclose()
 
     app = FastAPI(
@@ -134,5 +154,5 @@ def create_app(
     )
     register_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(chat.router)
+    app.include_router(dispatch.router)
     return app

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     tracing_export_timeout_ms: int = Field(default=10_000, ge=100)
     shutdown_flush_timeout_s: float = Field(default=5.0, gt=0, le=120)
 
+    # Reading traces back (/traces)
+    traces_timeout_s: float = Field(default=60.0, gt=0, le=900)
+    langfuse_read_rps: float = Field(default=5.0, gt=0)
+    langfuse_read_burst: int = Field(default=10, ge=1)
+
     # Upstream calls
     gateway_config: Path | None = None
     request_timeout: float = Field(default=300.0, gt=0)

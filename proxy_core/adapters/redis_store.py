@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -18,13 +18,17 @@ from redis.retry import Retry
 from proxy_core.errors import StoreUnavailableError
 from proxy_core.services.store import RolloutStatus, rollout_key
 
+MAX_CONNECTIONS = 64
+
 
 class RedisRolloutStore:
     def __init__(self, url: str, *, prefix: str, ttl_s: int, timeout_s: float, password: str | None = None) -> None:
         self._prefix = prefix
         self._ttl_s = ttl_s
         self._deadline_s = timeout_s * 2 + 0.1
-        self._client: Redis = Redis.from_url(
+        # A bounded pool that makes bursts queue for a connection (each round trip is short)
+        # instead of opening hundreds of sockets at once.
+        pool = BlockingConnectionPool.from_url(
             url,
             password=password,
             decode_responses=True,
@@ -32,8 +36,10 @@ class RedisRolloutStore:
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 1),
             health_check_interval=30,
-            max_connections=512,
+            max_connections=MAX_CONNECTIONS,
+            timeout=self._deadline_s,
         )
+        self._client: Redis = Redis(connection_pool=pool)
 
     def _key(self, project_id: str, rollout_id: str) -> str:
         return rollout_key(self._prefix, project_id, rollout_id)
@@ -80,4 +86,4 @@ class RedisRolloutStore:
             return False
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._client.aclose(close_connection_pool=True)

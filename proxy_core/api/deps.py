@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from proxy_core.services.completions import CompletionService
 from proxy_core.services.store import GuardedStore
+from proxy_core.services.traces import TracesService
 from proxy_core.settings import Settings
 
 
@@ -18,6 +19,7 @@ class Services:
 
     settings: Settings
     completions: CompletionService
+    traces: TracesService
     store: GuardedStore
     model_names: tuple[str, ...]
     shutting_down: bool = False

@@ -27,6 +27,7 @@ class Endpoint(Enum):
     CHAT_COMPLETIONS = ("chat", "completions")
     TRACES = ("traces",)
     TRACES_POINTWISE = ("traces", "pointwise")
+    ROLLOUT_STATUS = ("rollouts", "{rollout_id}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class MetadataPath:
     project_id: str | None = None
     rollout: RolloutIds | None = None
     encoded_base_url: str | None = None
+    resource_id: str | None = None
 
 
 def _decode_segment(raw: str, name: str) -> str:
@@ -71,12 +73,23 @@ def _take_pair(segments: list[str], index: int, key: str) -> tuple[str | None, i
     return None, index
 
 
-def _match_endpoint(tail: list[str]) -> Endpoint | None:
+def _match_endpoint(tail: list[str]) -> tuple[Endpoint, str | None] | None:
+    """The endpoint a path tail names, and the decoded id of a ``{placeholder}`` segment."""
     if tail and tail[0] == "v1":
         tail = tail[1:]
     for endpoint in Endpoint:
-        if tuple(tail) == endpoint.value:
-            return endpoint
+        pattern = endpoint.value
+        if len(tail) != len(pattern):
+            continue
+        resource_id = None
+        for segment, expected in zip(tail, pattern, strict=True):
+            if expected.startswith("{"):
+                name = expected.strip("{}")
+                resource_id = validate_identifier(_decode_segment(segment, name), name)
+            elif segment != expected:
+                break
+        else:
+            return endpoint, resource_id
     return None
 
 
@@ -113,9 +126,10 @@ def parse_metadata_path(raw_path: str) -> MetadataPath | None:
             raise InvalidRequestError(
                 "Invalid encoded_base_url: empty or too long.", param="encoded_base_url", code="invalid_base_url"
             )
-    endpoint = _match_endpoint(segments[index:])
-    if endpoint is None:
+    matched = _match_endpoint(segments[index:])
+    if matched is None:
         return None
-    if endpoint is not Endpoint.CHAT_COMPLETIONS and (rollout is not None):
+    endpoint, resource_id = matched
+    if endpoint is not Endpoint.CHAT_COMPLETIONS and rollout is not None:
         return None
-    return MetadataPath(endpoint, project_id, rollout, encoded_base_url)
+    return MetadataPath(endpoint, project_id, rollout, encoded_base_url, resource_id)

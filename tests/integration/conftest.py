@@ -58,6 +58,7 @@ def upstream_state(upstream: tuple[ServerThread, UpstreamState]) -> UpstreamStat
 
 @pytest.fixture
 def langfuse(langfuse_server: tuple[ServerThread, LangfuseState]) -> LangfuseState:
+    langfuse_server[1].reset()
     return langfuse_server[1]
 
 

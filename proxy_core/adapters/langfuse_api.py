@@ -1,0 +1,200 @@
+"""Reading traces back from Langfuse's public HTTP API (httpx, one shared client).
+
+Two read paths exist. ``GET /api/public/v2/observations`` (cursor pages of up to 1 000, a JSON
+``filter`` on trace tags, field groups) is the real-time one and the only one Langfuse Cloud
+keeps; ``GET /api/public/traces`` (pages of at most 100, ``tags`` ANDed) is all that older
+self-hosted servers have. The client prefers v2, falls back to the legacy API when a server
+answers 404, and remembers the answer per project for ``MODE_TTL_S``.
+
+One request per page, never one per trace; every request first takes a token from the
+project's read budget; 429 and 5xx become ``RetryableError`` carrying ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from proxy_core.retry import RetryableError
+from proxy_core.services.budget import ReadBudgets
+from proxy_core.services.llm import LangfuseTarget
+from proxy_core.services.trace_source import TraceRecord, TracingBackendError
+
+V2_PATH = "/api/public/v2/observations"
+LEGACY_PATH = "/api/public/traces"
+V2_PAGE = 1000
+LEGACY_PAGE = 100
+MODE_TTL_S = 600.0
+MAX_PAGES = 2000
+V2_FIELDS = "core,basic,io,metadata,trace_context"
+
+Mode = Literal["v2", "legacy"]
+
+
+class _EndpointMissingError(Exception):
+    """The server does not have this read API (404)."""
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "[", '"'):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+def _observation(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row.get("id"),
+        "type": row.get("type"),
+        "name": row.get("name"),
+        "start_time": row.get("startTime"),
+        "end_time": row.get("endTime"),
+        "input": _maybe_json(row.get("input")),
+        "output": _maybe_json(row.get("output")),
+        "parent_observation_id": row.get("parentObservationId"),
+    }
+
+
+def traces_from_observations(rows: list[dict[str, Any]]) -> list[TraceRecord]:
+    """Group v2 observation rows by trace; trace-level fields live on the root observation."""
+    by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_trace[str(row.get("traceId"))].append(row)
+    traces = []
+    for trace_id, observations in by_trace.items():
+        observations.sort(key=lambda r: str(r.get("startTime") or ""))
+        root = next((r for r in observations if not r.get("parentObservationId")), observations[0])
+        traces.append(
+            TraceRecord(
+                id=trace_id,
+                name=root.get("traceName") or root.get("name"),
+                user_id=root.get("userId"),
+                session_id=root.get("sessionId"),
+                tags=list(root.get("tags") or root.get("traceTags") or []),
+                timestamp=str(root.get("startTime")),
+                input=_maybe_json(root.get("input")),
+                output=_maybe_json(root.get("output")),
+                metadata=root.get("metadata") or {},
+                environment=root.get("environment"),
+                version=root.get("version"),
+                release=root.get("release"),
+                observations=[_observation(r) for r in observations],
+            )
+        )
+    return traces
+
+
+def trace_from_legacy(row: dict[str, Any]) -> TraceRecord:
+    """A legacy list row; it carries observation ids only, so no observation bodies are returned."""
+    return TraceRecord(
+        id=str(row.get("id")),
+        name=row.get("name"),
+        user_id=row.get("userId"),
+        session_id=row.get("sessionId"),
+        tags=list(row.get("tags") or []),
+        timestamp=str(row.get("timestamp")),
+        input=_maybe_json(row.get("input")),
+        output=_maybe_json(row.get("output")),
+        metadata=row.get("metadata") or {},
+        environment=row.get("environment"),
+        version=row.get("version"),
+        release=row.get("release"),
+    )
+
+
+class LangfuseReadClient:
+    """Implements ``TraceSource`` over Langfuse's public read APIs."""
+
+    def __init__(self, client: httpx.AsyncClient, budgets: ReadBudgets) -> None:
+        self._client = client
+        self._budgets = budgets
+        self._modes: dict[str, tuple[Mode, float]] = {}
+
+    @staticmethod
+    def _key(target: LangfuseTarget) -> str:
+        return f"{target.host}|{target.public_key}"
+
+    async def _get(self, target: LangfuseTarget, path: str, pairs: Sequence[tuple[str, str]], deadline: float) -> Any:
+        params = httpx.QueryParams(list(pairs))
+        await self._budgets.for_key(self._key(target)).acquire(deadline)
+        try:
+            response = await self._client.get(
+                f"{target.host}{path}",
+                params=params,
+                auth=(target.public_key, target.secret_key),
+                timeout=max(0.5, min(30.0, deadline - time.monotonic())),
+            )
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"Langfuse could not be reached ({type(exc).__name__})") from exc
+        if response.status_code == 200:
+            return orjson.loads(response.content)
+        if response.status_code == 404:
+            raise _EndpointMissingError(path)
+        if response.status_code in (408, 409, 429) or response.status_code >= 500:
+            raise RetryableError(f"Langfuse answered {response.status_code}", retry_after_s=_retry_after(response))
+        raise TracingBackendError(
+            f"Langfuse refused the read for project {target.project_id!r} (HTTP {response.status_code})."
+        )
+
+    async def rollout_traces(
+        self, target: LangfuseTarget, tags: tuple[str, ...], *, deadline: float
+    ) -> list[TraceRecord]:
+        key = self._key(target)
+        cached = self._modes.get(key)
+        order: tuple[Mode, ...] = ("v2", "legacy")
+        if cached is not None and cached[1] > time.monotonic():
+            order = (cached[0],)
+        for mode in order:
+            try:
+                traces = await (self._read_v2 if mode == "v2" else self._read_legacy)(target, tags, deadline)
+            except _EndpointMissingError:
+                continue
+            self._modes[key] = (mode, time.monotonic() + MODE_TTL_S)
+            return traces
+        self._modes.pop(key, None)
+        raise TracingBackendError(f"Langfuse at {target.host} offers neither trace read API.")
+
+    async def _read_v2(self, target: LangfuseTarget, tags: tuple[str, ...], deadline: float) -> list[TraceRecord]:
+        tag_filter = orjson.dumps(
+            [{"type": "arrayOptions", "column": "tags", "operator": "all of", "value": list(tags)}]
+        )
+        base = [("fields", V2_FIELDS), ("limit", str(V2_PAGE)), ("filter", tag_filter.decode())]
+        rows: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            page = await self._get(target, V2_PATH, base + ([("cursor", cursor)] if cursor else []), deadline)
+            rows.extend(page.get("data") or [])
+            cursor = (page.get("meta") or {}).get("cursor")
+            if not cursor:
+                break
+        return traces_from_observations(rows)
+
+    async def _read_legacy(self, target: LangfuseTarget, tags: tuple[str, ...], deadline: float) -> list[TraceRecord]:
+        base = [("tags", tag) for tag in tags] + [("limit", str(LEGACY_PAGE)), ("fields", "core,io")]
+        traces: list[TraceRecord] = []
+        for page_number in range(1, MAX_PAGES + 1):
+            page = await self._get(target, LEGACY_PATH, [*base, ("page", str(page_number))], deadline)
+            rows = page.get("data") or []
+            traces.extend(trace_from_legacy(row) for row in rows)
+            total_pages = (page.get("meta") or {}).get("totalPages") or 0
+            if page_number >= total_pages or len(rows) < LEGACY_PAGE:
+                break
+        return traces
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,41 @@
+"""One route for every metadata path: the path is parsed from the raw bytes, then dispatched.
+
+Evaluation ids live in path segments, and FastAPI would percent-decode them before routing (an
+encoded ``/`` would shift every later segment). Parsing ``raw_path`` here instead lets a bad id
+be a 400 naming the segment. Registered last, for every method, so any path no other route
+claims gets an OpenAI-style 404 (or 405 for a known path called with the wrong method).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from proxy_core.api.chat import handle_chat
+from proxy_core.api.deps import ServicesDep
+from proxy_core.api.traces import handle_read
+from proxy_core.errors import MethodNotAllowedError, NotFoundError
+from proxy_core.services.paths import Endpoint, parse_metadata_path
+
+router = APIRouter()
+
+_METHODS = {
+    Endpoint.CHAT_COMPLETIONS: "POST",
+    Endpoint.TRACES: "GET",
+    Endpoint.TRACES_POINTWISE: "GET",
+    Endpoint.ROLLOUT_STATUS: "GET",
+}
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def dispatch(request: Request, services: ServicesDep) -> Response:
+    raw_path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+    target = parse_metadata_path(raw_path.split("?", 1)[0])
+    if target is None:
+        raise NotFoundError(f"Unknown route: {request.method} {request.url.path}", code="unknown_route")
+    allowed = _METHODS[target.endpoint]
+    if request.method != allowed:
+        raise MethodNotAllowedError(f"{request.method} is not allowed here; use {allowed}.", headers={"Allow": allowed})
+    if target.endpoint is Endpoint.CHAT_COMPLETIONS:
+        return await handle_chat(request, services, target)
+    return await handle_read(request, services, target)

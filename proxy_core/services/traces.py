@@ -1,0 +1,224 @@
+"""``/traces``: a rollout's traces, returned only when every recorded insertion id is visible.
+
+The rollout store says which insertion ids a rollout produced; Langfuse says which traces it
+holds. The answer is complete when the first set is contained in the second. Langfuse ingests
+asynchronously, so the service polls — one filtered, paginated list read per poll, with
+jittered exponential backoff, ``Retry-After`` honoured, and a total deadline — and answers
+404 ``traces_incomplete`` naming the missing ids rather than ever returning a partial set as
+if it were whole. Concurrent calls for the same rollout share each read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from proxy_core.errors import NotFoundError, RateLimitError, UpstreamTimeoutError
+from proxy_core.retry import RetryableError, retrying
+from proxy_core.services.auth import AuthProvider
+from proxy_core.services.llm import LangfuseTarget
+from proxy_core.services.projects import ProjectDirectory
+from proxy_core.services.store import GuardedStore
+from proxy_core.services.trace_source import INSERTION_TAG, TraceRecord, TraceSource
+from proxy_core.services.traces_query import ROLLOUT_TAG, TracesQuery
+
+MAX_MISSING_LISTED = 100
+
+
+class TracesIncompleteError(NotFoundError):
+    """Some recorded insertion ids never became visible before the deadline."""
+
+    default_code = "traces_incomplete"
+
+
+@dataclass(frozen=True, slots=True)
+class _Poll:
+    traces: list[TraceRecord]
+    missing: frozenset[str]
+
+
+class SingleFlight:
+    """Concurrent callers asking for the same key share one in-flight read."""
+
+    def __init__(self) -> None:
+        self._inflight: dict[Any, asyncio.Future[Any]] = {}
+
+    async def run(self, key: Any, read: Callable[[], Awaitable[Any]]) -> Any:
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await read()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: followers re-raise it themselves
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _matches(trace: TraceRecord, query: TracesQuery) -> bool:
+    """The client's optional filters, applied after the completeness check."""
+    checks = (
+        (query.user_id, trace.user_id),
+        (query.session_id, trace.session_id),
+        (query.name, trace.name),
+        (query.version, trace.version),
+        (query.release, trace.release),
+    )
+    if any(wanted is not None and wanted != actual for wanted, actual in checks):
+        return False
+    if query.environment and trace.environment not in query.environment:
+        return False
+    if not set(query.tags) <= set(trace.tags):
+        return False
+    if query.from_timestamp or query.to_timestamp:
+        stamp = _parse_time(trace.timestamp)
+        if stamp is None:
+            return False
+        if query.from_timestamp and stamp < query.from_timestamp:
+            return False
+        if query.to_timestamp and stamp >= query.to_timestamp:
+            return False
+    return True
+
+
+class TracesService:
+    def __init__(
+        self, *, store: GuardedStore, source: TraceSource, auth: AuthProvider, projects: ProjectDirectory
+    ) -> None:
+        self._store = store
+        self._source = source
+        self._auth = auth
+        self._projects = projects
+        self._reads = SingleFlight()
+
+    async def _target(self, headers: Mapping[str, str], path_project: str | None, query: TracesQuery) -> LangfuseTarget:
+        project_id = path_project if path_project is not None else query.project_id
+        principal = await self._auth.authenticate(headers)
+        principal.require(self._projects.effective_id(project_id))
+        project = self._projects.resolve(project_id)
+        if project.tracing is None:
+            raise NotFoundError("No Langfuse project is configured on this gateway.", code="project_not_found")
+        return project.tracing
+
+    async def _expected(self, project_id: str, rollout_id: str) -> set[str]:
+        expected = await self._store.insertion_ids(project_id, rollout_id)
+        if not expected:
+            raise NotFoundError(
+                f"Rollout {rollout_id!r} has no recorded completions in this project.",
+                param="tags",
+                code="rollout_not_found",
+            )
+        return expected
+
+    async def rollout_status(
+        self, headers: Mapping[str, str], path_project: str | None, rollout_id: str
+    ) -> dict[str, Any]:
+        """What the store knows of a rollout, without touching Langfuse (cheap enough to poll)."""
+        principal = await self._auth.authenticate(headers)
+        principal.require(self._projects.effective_id(path_project))
+        project = self._projects.resolve(path_project)
+        status = await self._store.status(project.store_id, rollout_id)
+        if status.count == 0:
+            raise NotFoundError(
+                f"Rollout {rollout_id!r} has no recorded completions in this project.",
+                param="rollout_id",
+                code="rollout_not_found",
+            )
+        return {
+            "project_id": project.store_id,
+            "rollout_id": rollout_id,
+            "expected_count": status.count,
+            "first_insertion_id": status.first_insertion_id,
+            "last_insertion_id": status.last_insertion_id,
+            "ttl_s": status.ttl_s,
+        }
+
+    async def all_traces(
+        self, headers: Mapping[str, str], path_project: str | None, query: TracesQuery
+    ) -> dict[str, Any]:
+        target = await self._target(headers, path_project, query)
+        expected = await self._expected(target.project_id, query.rollout_id)
+        traces = await self._poll_until_complete(target, (ROLLOUT_TAG + query.rollout_id,), expected, query)
+        selected = [trace for trace in traces if _matches(trace, query)]
+        selected.sort(key=lambda trace: trace.timestamp, reverse=True)
+        if query.sample_size is not None and query.sample_size < len(selected):
+            selected = random.sample(selected, query.sample_size)
+        selected = selected[: query.limit]
+        return self._response(target.project_id, selected, query)
+
+    async def latest_trace(
+        self, headers: Mapping[str, str], path_project: str | None, query: TracesQuery
+    ) -> dict[str, Any]:
+        """The trace of the newest insertion id (UUID7 order), which holds the whole conversation."""
+        target = await self._target(headers, path_project, query)
+        latest = max(await self._expected(target.project_id, query.rollout_id))
+        tags = (ROLLOUT_TAG + query.rollout_id, INSERTION_TAG + latest)
+        traces = await self._poll_until_complete(target, tags, {latest}, query)
+        chosen = [trace for trace in traces if latest in trace.insertion_ids()][:1]
+        return self._response(target.project_id, chosen, query)
+
+    @staticmethod
+    def _response(project_id: str, traces: list[TraceRecord], query: TracesQuery) -> dict[str, Any]:
+        return {
+            "project_id": project_id,
+            "total_traces": len(traces),
+            "traces": [trace.to_response(query.fields) for trace in traces],
+        }
+
+    async def _read(self, target: LangfuseTarget, tags: tuple[str, ...], expected: set[str], deadline: float) -> _Poll:
+        traces: list[TraceRecord] = await self._reads.run(
+            (target.project_id, tags), lambda: self._source.rollout_traces(target, tags, deadline=deadline)
+        )
+        found: set[str] = set()
+        for trace in traces:
+            found |= trace.insertion_ids()
+        return _Poll(traces, frozenset(expected - found))
+
+    async def _poll_until_complete(
+        self, target: LangfuseTarget, tags: tuple[str, ...], expected: set[str], query: TracesQuery
+    ) -> list[TraceRecord]:
+        deadline = time.monotonic() + query.timeout_s
+        try:
+            poll: _Poll = await retrying(
+                attempts=query.max_retries + 1, deadline=deadline, until=lambda p: not p.missing
+            )(self._read, target, tags, expected, deadline)
+        except RetryableError as exc:
+            if exc.retry_after_s is not None:
+                raise RateLimitError(
+                    "Langfuse is rate-limiting reads for this project; try again later.",
+                    headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
+                    code="langfuse_rate_limited",
+                ) from exc
+            raise UpstreamTimeoutError(f"Langfuse did not answer in time: {exc}", code="langfuse_unavailable") from exc
+        if poll.missing:
+            missing = sorted(poll.missing)
+            raise TracesIncompleteError(
+                f"Incomplete traces for rollout_id {query.rollout_id!r}: found "
+                f"{len(expected) - len(missing)} of {len(expected)} after {query.max_retries} retries.",
+                param="tags",
+                extra={
+                    "expected": len(expected),
+                    "found": len(expected) - len(missing),
+                    "missing": missing[:MAX_MISSING_LISTED],
+                },
+            )
+        return poll.traces

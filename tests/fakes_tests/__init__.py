@@ -1,0 +1,1 @@
+"""Tests of the in-process fakes (fake provider, Langfuse emulator, server thread)."""
