@@ -132,7 +132,13 @@ def create_app(
             policy=policy,
         )
         trace_source = trace_source_factory(settings)
-        traces = TracesService(store=store, source=trace_source, auth=auth_provider, projects=projects)
+        traces = TracesService(
+            store=store,
+            source=trace_source,
+            auth=auth_provider,
+            projects=projects,
+            max_poll_interval_s=settings.traces_poll_max_interval_s,
+        )
         services = Services(settings, completions, traces, store, settings.catalog.public_model_names)
         app.state.services = services
         app.state.tracing = tracing

@@ -28,6 +28,7 @@ from proxy_core.services.trace_source import INSERTION_TAG, TraceRecord, TraceSo
 from proxy_core.services.traces_query import ROLLOUT_TAG, TracesQuery
 
 MAX_MISSING_LISTED = 100
+MAX_POLLS = 10_000
 
 
 class TracesIncompleteError(NotFoundError):
@@ -102,8 +103,15 @@ def _matches(trace: TraceRecord, query: TracesQuery) -> bool:
 
 class TracesService:
     def __init__(
-        self, *, store: GuardedStore, source: TraceSource, auth: AuthProvider, projects: ProjectDirectory
+        self,
+        *,
+        store: GuardedStore,
+        source: TraceSource,
+        auth: AuthProvider,
+        projects: ProjectDirectory,
+        max_poll_interval_s: float = 2.0,
     ) -> None:
+        self._max_poll_interval_s = max_poll_interval_s
         self._store = store
         self._source = source
         self._auth = auth
@@ -196,10 +204,22 @@ class TracesService:
     async def _poll_until_complete(
         self, target: LangfuseTarget, tags: tuple[str, ...], expected: set[str], query: TracesQuery
     ) -> list[TraceRecord]:
-        deadline = time.monotonic() + query.timeout_s
+        """Poll until complete. ``max_retries`` keeps the original gateway's waiting budget.
+
+        The original slept 1, 2, 4 … seconds between its ``max_retries`` passes, so a client asking
+        for n retries expects to be waited for up to 2^n − 1 seconds. The gateway polls more often
+        than that (an answer comes at most ``max_poll_interval_s`` after the traces are visible)
+        but gives up no sooner, and never after ``timeout_s``.
+        """
+        started = time.monotonic()
+        deadline = started + query.timeout_s
+        wait_budget = min(query.timeout_s, 2.0**query.max_retries - 1)
         try:
             poll: _Poll = await retrying(
-                attempts=query.max_retries + 1, deadline=deadline, until=lambda p: not p.missing
+                attempts=MAX_POLLS,
+                deadline=started + wait_budget,
+                cap_s=self._max_poll_interval_s,
+                until=lambda p: not p.missing,
             )(self._read, target, tags, expected, deadline)
         except RetryableError as exc:
             if exc.retry_after_s is not None:
@@ -213,7 +233,7 @@ class TracesService:
             missing = sorted(poll.missing)
             raise TracesIncompleteError(
                 f"Incomplete traces for rollout_id {query.rollout_id!r}: found "
-                f"{len(expected) - len(missing)} of {len(expected)} after {query.max_retries} retries.",
+                f"{len(expected) - len(missing)} of {len(expected)} after waiting {time.monotonic() - started:.1f}s.",
                 param="tags",
                 extra={
                     "expected": len(expected),

@@ -144,13 +144,15 @@ async def test_a_trace_that_never_arrives_is_named(
     ids = await seed(langfuse, redis_client, key_prefix, "proj-a", rollout, 5)
     lost = str(uuid.uuid4())
     await redis_client.sadd(f"{key_prefix}:proj-a:rollout:{rollout}", lost)
-    response = await get(gateway, "/traces", {"tags": f"rollout_id:{rollout}", "max_retries": 2, "timeout_s": 5})
+    started = time.monotonic()
+    response = await get(gateway, "/traces", {"tags": f"rollout_id:{rollout}", "max_retries": 2, "timeout_s": 30})
+    assert 3 <= time.monotonic() - started < 5, "max_retries=2 keeps the original 1 s + 2 s waiting budget"
     assert response.status_code == 404
     error = response.json()["error"]
     assert error["missing"] == [lost]
     assert (error["expected"], error["found"]) == (len(ids) + 1, len(ids))
     assert error["message"].startswith(f"Incomplete traces for rollout_id '{rollout}'")
-    assert len(langfuse.requests_to(V2)) == 3
+    assert 3 <= len(langfuse.requests_to(V2)) <= 8
 
 
 async def test_429_storm_is_ridden_out_with_retry_after(
