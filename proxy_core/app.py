@@ -27,6 +27,7 @@ from proxy_core.services.auth import AuthProvider, NoAuth, StaticApiKeys
 from proxy_core.services.base_url import BaseUrlPolicy
 from proxy_core.services.budget import ReadBudgets
 from proxy_core.services.completions import CompletionPolicy, CompletionService
+from proxy_core.services.governance import Governance
 from proxy_core.services.llm import LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.projects import ProjectDirectory
@@ -130,6 +131,7 @@ def create_app(
             models=models,
             base_urls=base_urls,
             policy=policy,
+            governance=Governance(settings.catalog, settings.environment),
         )
         trace_source = trace_source_factory(settings)
         traces = TracesService(

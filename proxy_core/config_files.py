@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from proxy_core.ids import identifier_problem
+from proxy_core.policy_config import GovernanceConfig
 
 ENV_REFERENCE_PREFIX = "os.environ/"
 WILDCARD = "*"
@@ -122,8 +123,8 @@ class LiteLLMSettings(_Strict):
     failure_callback: tuple[str, ...] = ()
 
 
-class ModelCatalog(_Strict):
-    """``config_no_cache.yaml``: which model names the gateway serves and how."""
+class ModelCatalog(GovernanceConfig):
+    """``config_no_cache.yaml``: which model names the gateway serves and how, plus governance."""
 
     model_list: tuple[Deployment, ...] = ()
     litellm_settings: LiteLLMSettings = Field(default_factory=LiteLLMSettings)

@@ -16,7 +16,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from proxy_core.config_files import ModelCatalog, SecretsFile, load_catalog, load_secrets
+from proxy_core.config_files import ConfigError, ModelCatalog, SecretsFile, load_catalog, load_secrets
+from proxy_core.policy_config import EnvironmentName
+from proxy_core.production import production_problems
 
 DEFAULT_LANGFUSE_HOST = "https://us.cloud.langfuse.com"
 DEFAULT_SECRETS_PATH = Path("proxy_core/secrets.yaml")
@@ -27,6 +29,9 @@ class Settings(BaseSettings):
     """Everything the gateway needs to start; validated once, then read-only."""
 
     model_config = SettingsConfigDict(extra="forbid", frozen=True, case_sensitive=False)
+
+    # Deployment profile (selects the configuration file's `environments:` block)
+    environment: EnvironmentName | None = None
 
     # HTTP server
     host: str = "0.0.0.0"
@@ -102,6 +107,10 @@ class Settings(BaseSettings):
                 catalog_path = DEFAULT_GATEWAY_CONFIG
             if catalog_path is not None:
                 object.__setattr__(self, "catalog", load_catalog(catalog_path))
+        if self.environment == "production":
+            problems = production_problems(self.secrets, self.catalog)
+            if problems:
+                raise ConfigError("refusing to start in production: " + "; ".join(problems))
         return self
 
     @property

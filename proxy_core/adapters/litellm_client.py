@@ -62,6 +62,8 @@ def _kwargs(call: LlmCall, *, stream: bool) -> dict[str, Any]:
         kwargs["langfuse_public_key"] = call.langfuse.public_key
         kwargs["langfuse_secret_key"] = call.langfuse.secret_key
         kwargs["langfuse_host"] = call.langfuse.host
+        if call.langfuse_environment is not None:
+            kwargs["langfuse_environment"] = call.langfuse_environment
     else:
         kwargs["no-log"] = True
     return kwargs

@@ -20,7 +20,8 @@ from proxy_core.services import sse
 from proxy_core.services.auth import AuthProvider, Principal
 from proxy_core.services.base_url import BaseUrlPolicy
 from proxy_core.services.chat_request import ChatRequest, parse_chat_request, parse_json_body
-from proxy_core.services.llm import LlmCall, LlmClient
+from proxy_core.services.governance import CallGovernance, Governance
+from proxy_core.services.llm import LangfuseTarget, LlmCall, LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.paths import MetadataPath
 from proxy_core.services.projects import ProjectDirectory, ResolvedProject
@@ -54,8 +55,12 @@ class _Context:
     project: ResolvedProject
     principal: Principal
     insertion_id: str | None
-    session_id: str | None
+    governance: CallGovernance
     user_id: str | None
+
+    @property
+    def tracing(self) -> LangfuseTarget | None:
+        return self.project.tracing if self.governance.tracing_enabled else None
 
 
 def _header_id(headers: Mapping[str, str], name: str) -> str | None:
@@ -79,7 +84,9 @@ class CompletionService:
         models: ModelResolver,
         base_urls: BaseUrlPolicy,
         policy: CompletionPolicy,
+        governance: Governance,
     ) -> None:
+        self._governance = governance
         self._llm = llm
         self._store = store
         self._auth = auth
@@ -93,12 +100,15 @@ class CompletionService:
         principal.require(self._projects.effective_id(path.project_id))
         project = self._projects.resolve(path.project_id)
         request = parse_chat_request(parse_json_body(raw_body))
+        governance = self._governance.apply(
+            project.store_id, headers, request.client_metadata, _header_id(headers, "x-session-id")
+        )
         context = _Context(
             path=path,
             project=project,
             principal=principal,
             insertion_id=str(uuid7()) if path.rollout is not None else None,
-            session_id=_header_id(headers, "x-session-id"),
+            governance=governance,
             user_id=_header_id(headers, "x-user-id") or request.params.get("user"),
         )
         call = await self._build_call(context, request)
@@ -107,6 +117,8 @@ class CompletionService:
         outcome = CompletionOutcome()
         if context.insertion_id is not None:
             outcome.headers["x-insertion-id"] = context.insertion_id
+        if governance.session_generated and governance.session_id is not None:
+            outcome.headers["x-session-id"] = governance.session_id
         if request.stream:
             outcome.stream = await self._open_stream(context, call)
             outcome.headers.update(sse.HEADERS)
@@ -134,7 +146,8 @@ class CompletionService:
             extra_body=request.extra_body or None,
             api_key=api_key,
             api_base=api_base,
-            langfuse=context.project.tracing,
+            langfuse=context.tracing,
+            langfuse_environment=context.governance.environment,
             timeout_s=self._policy.timeout_s,
             max_retries=self._policy.max_retries,
             drop_params=self._policy.drop_params,
@@ -142,8 +155,10 @@ class CompletionService:
 
     def _trace_metadata(self, context: _Context, request: ChatRequest) -> dict[str, Any]:
         """A fresh LiteLLM ``metadata`` dict: tags, trace name, session, user, trace metadata."""
-        tags = list(request.client_tags)
+        governance = context.governance
+        tags = list(dict.fromkeys([*request.client_tags, *governance.extra_tags]))
         trace_metadata: dict[str, Any] = dict(request.client_metadata)
+        trace_metadata.update(governance.required_metadata)
         if context.project.tracing is not None:
             trace_metadata["project_id"] = context.project.store_id
         rollout = context.path.rollout
@@ -157,8 +172,8 @@ class CompletionService:
             "trace_name": self._policy.trace_name,
             "trace_metadata": trace_metadata,
         }
-        if context.session_id is not None:
-            metadata["session_id"] = context.session_id
+        if governance.session_id is not None:
+            metadata["session_id"] = governance.session_id
         if context.user_id is not None:
             metadata["trace_user_id"] = context.user_id
         return metadata

@@ -30,6 +30,7 @@ class LlmCall:
     api_key: str | None = None
     api_base: str | None = None
     langfuse: LangfuseTarget | None = None
+    langfuse_environment: str | None = None
     timeout_s: float = 300.0
     max_retries: int = 0
     drop_params: bool = True
