@@ -31,6 +31,7 @@ from proxy_core.services.governance import Governance
 from proxy_core.services.llm import LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.projects import ProjectDirectory
+from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.store import GuardedStore, RolloutStore
 from proxy_core.services.trace_source import TraceSource
 from proxy_core.services.traces import TracesService
@@ -100,6 +101,10 @@ def create_app(
     models = ModelResolver(settings.catalog)
     base_urls = _base_url_policy(settings)
     auth_provider = auth or build_auth(settings)
+    sanitizer = Sanitizer(
+        settings.catalog, {project.public_key: pid for pid, project in settings.secrets.langfuse_keys.items()}
+    )
+    sanitizer.warm_up([*settings.secrets.langfuse_keys, *settings.catalog.projects])
     catalog_settings = settings.catalog.litellm_settings
     policy = CompletionPolicy(
         trace_name=settings.trace_name,
@@ -117,7 +122,8 @@ def create_app(
                     queue_size=settings.tracing_queue_size,
                     batch_delay_ms=settings.tracing_batch_delay_ms,
                     export_timeout_ms=settings.tracing_export_timeout_ms,
-                )
+                ),
+                redaction=sanitizer.span_redactors,
             )
             tracing.register()
         else:
@@ -132,6 +138,7 @@ def create_app(
             base_urls=base_urls,
             policy=policy,
             governance=Governance(settings.catalog, settings.environment),
+            sanitizer=sanitizer,
         )
         trace_source = trace_source_factory(settings)
         traces = TracesService(

@@ -7,10 +7,6 @@ credentials that route the trace to the right project, and ``no-log`` for untrac
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -22,8 +18,9 @@ import openai
 from proxy_core.errors import AuthenticationError, GatewayError, UpstreamError, UpstreamTimeoutError
 from proxy_core.services.llm import LlmCall
 
-for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
-    # LiteLLM logs request and response bodies at debug level; they may carry prompts.
+# These libraries log request bodies or credentials at debug level (LiteLLM and the OpenAI SDK
+# the prompts, httpcore and urllib3 the headers): they stay at WARNING whatever LOG_LEVEL says.
+for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "openai", "httpcore", "urllib3"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 # LiteLLM prints a "Give Feedback / Get Help" banner to stdout on every provider error.
 litellm.suppress_debug_info = True

@@ -15,10 +15,12 @@ subclasses its logger to control those exporters:
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,15 +29,19 @@ from litellm.integrations.langfuse.langfuse_otel import LangfuseOtelLogger
 from litellm.integrations.opentelemetry import OpenTelemetryConfig
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.trace import Status
+
+from proxy_core.services.chat_request import RESERVED_TAG_PREFIXES
 
 logger = logging.getLogger("proxy_core.tracing")
+TAGS_ATTRIBUTE = "langfuse.trace.tags"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,94 @@ class _CountingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
+SpanRedactorFactory = Callable[[], Callable[[str], str]]
+RedactionLookup = Callable[[str], SpanRedactorFactory | None]
+
+
+def _redact_value(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, tuple | list):
+        return tuple(redact(item) if isinstance(item, str) else item for item in value)
+    return value
+
+
+def _redact_tags(raw: Any, redact: Callable[[str], str]) -> Any:
+    """Client tags are redacted; the gateway's own (``rollout_id:…``, ``insertion_id:…``) never are,
+    because ``/traces`` finds traces by them."""
+    if not isinstance(raw, str):
+        return _redact_value(raw, redact)
+    try:
+        tags = json.loads(raw)
+    except ValueError:
+        return redact(raw)
+    if not isinstance(tags, list):
+        return redact(raw)
+    kept = [t if isinstance(t, str) and t.startswith(RESERVED_TAG_PREFIXES) else _redact_value(t, redact) for t in tags]
+    return json.dumps(kept)
+
+
+def _redacted_span(span: ReadableSpan, redact: Callable[[str], str]) -> ReadableSpan:
+    """A copy of ``span`` whose every string attribute, event attribute and status text is redacted."""
+    attributes = {
+        key: _redact_tags(value, redact) if key == TAGS_ATTRIBUTE else _redact_value(value, redact)
+        for key, value in (span.attributes or {}).items()
+    }
+    events = [
+        Event(event.name, {k: _redact_value(v, redact) for k, v in (event.attributes or {}).items()}, event.timestamp)
+        for event in span.events
+    ]
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, redact(status.description))
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class _RedactingExporter(SpanExporter):
+    """Redacts each span before it leaves the process; a span that cannot be redacted is dropped."""
+
+    def __init__(self, inner: SpanExporter, redactors: SpanRedactorFactory) -> None:
+        self._inner = inner
+        self._redactors = redactors
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            redacted = [_redacted_span(span, self._redactors()) for span in spans]
+        except Exception:
+            logger.error("span redaction failed; %d spans dropped instead of exported unredacted", len(spans))
+            return SpanExportResult.FAILURE
+        return self._inner.export(redacted)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+def _public_key(headers: dict[str, str]) -> str:
+    for name, value in headers.items():
+        if name.lower() == "authorization" and value.startswith("Basic "):
+            try:
+                return base64.b64decode(value[6:]).decode("utf-8").partition(":")[0]
+            except (ValueError, UnicodeDecodeError):
+                return ""
+    return ""
+
+
 class _DiscardingExporter(SpanExporter):
     """Receives spans of calls with no project; counts and drops them."""
 
@@ -106,9 +200,10 @@ class _DiscardingExporter(SpanExporter):
 class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
     """LiteLLM's Langfuse logger with the exporters built by the gateway."""
 
-    def __init__(self, tuning: ExportTuning, counters: SpanCounters) -> None:
+    def __init__(self, tuning: ExportTuning, counters: SpanCounters, redaction: RedactionLookup) -> None:
         self._tuning = tuning
         self._counters = counters
+        self._redaction = redaction
         config = OpenTelemetryConfig(
             exporter=_DiscardingExporter(counters), service_name="proxy-core", skip_set_global=True
         )
@@ -121,7 +216,12 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
             return SimpleSpanProcessor(_DiscardingExporter(self._counters))
         headers = self._get_headers_dictionary(headers=dynamic_headers or config_override.headers)
         endpoint = self._normalize_otel_endpoint(config_override.endpoint, "traces")
-        exporter = OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=self._tuning.export_timeout_ms / 1000)
+        exporter: SpanExporter = OTLPSpanExporter(
+            endpoint=endpoint, headers=headers, timeout=self._tuning.export_timeout_ms / 1000
+        )
+        redactors = self._redaction(_public_key(headers))
+        if redactors is not None:
+            exporter = _RedactingExporter(exporter, redactors)
         return BatchSpanProcessor(
             _CountingExporter(exporter, self._counters),
             max_queue_size=self._tuning.queue_size,
@@ -137,9 +237,10 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
 class LangfuseTracing:
     """The application's one tracing logger: registered at start-up, flushed at shutdown."""
 
-    def __init__(self, tuning: ExportTuning | None = None) -> None:
+    def __init__(self, tuning: ExportTuning | None = None, redaction: RedactionLookup | None = None) -> None:
+        """``redaction`` maps a project's Langfuse public key to its export-stage redactors."""
         self.counters = SpanCounters()
-        self._logger = _GatewayLangfuseLogger(tuning or ExportTuning(), self.counters)
+        self._logger = _GatewayLangfuseLogger(tuning or ExportTuning(), self.counters, redaction or (lambda _key: None))
         self._registered = False
 
     def register(self) -> None:

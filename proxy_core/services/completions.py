@@ -25,6 +25,7 @@ from proxy_core.services.llm import LangfuseTarget, LlmCall, LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.paths import MetadataPath
 from proxy_core.services.projects import ProjectDirectory, ResolvedProject
+from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.store import GuardedStore
 
 NO_PROVIDER_KEY = "no-key"
@@ -85,8 +86,10 @@ class CompletionService:
         base_urls: BaseUrlPolicy,
         policy: CompletionPolicy,
         governance: Governance,
+        sanitizer: Sanitizer,
     ) -> None:
         self._governance = governance
+        self._sanitizer = sanitizer
         self._llm = llm
         self._store = store
         self._auth = auth
@@ -99,7 +102,9 @@ class CompletionService:
         principal = await self._auth.authenticate(headers)
         principal.require(self._projects.effective_id(path.project_id))
         project = self._projects.resolve(path.project_id)
-        request = parse_chat_request(parse_json_body(raw_body))
+        body = parse_json_body(raw_body)
+        parse_chat_request(body)  # every client error is a 400 before the sanitizer runs
+        request = parse_chat_request(self._sanitizer.sanitize_request(project.store_id, body))
         governance = self._governance.apply(
             project.store_id, headers, request.client_metadata, _header_id(headers, "x-session-id")
         )

@@ -30,6 +30,13 @@ from .rules import (
 )
 
 _PREFILTER = re.compile(r"[0-9@]")
+# System identifiers, not personal ones: UUIDs (insertion ids, call ids) and 32-hex trace ids.
+# Their hex runs can look like an MBI or an NPI by chance, and redacting them would break the
+# tags that traces are found by.
+_SYSTEM_IDS = re.compile(
+    r"(?<![0-9A-Za-z])(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})(?![0-9A-Za-z])",
+    re.IGNORECASE,
+)
 _BUILTIN_FINDERS: tuple[Callable[[str], Iterator[Finding]], ...] = (
     find_ssns,
     find_mbis,
@@ -125,13 +132,20 @@ class PiiRedactor:
         for pattern in self._member_patterns:
             found.extend(find_member_ids(text, pattern))
         if found and PLACEHOLDER_PREFIX in text:
-            found = _outside_placeholders(text, found)
+            found = _outside(found, PLACEHOLDER.finditer(text))
+        if found and ("-" in text or len(text) >= 32):
+            found = _outside(found, _SYSTEM_IDS.finditer(text))
         return _merge_overlaps(text, found)
 
 
-def _outside_placeholders(text: str, findings: list[Finding]) -> list[Finding]:
-    """Drop findings that touch an existing placeholder, so re-redaction is a no-op."""
-    spans = [(match.start(), match.end()) for match in PLACEHOLDER.finditer(text)]
+def _outside(findings: list[Finding], protected: Iterator[re.Match[str]]) -> list[Finding]:
+    """Drop findings that touch a protected span (an existing placeholder, a system id).
+
+    Skipping placeholders is what makes re-redaction a no-op.
+    """
+    spans = [(match.start(), match.end()) for match in protected]
+    if not spans:
+        return findings
     return [
         finding for finding in findings if not any(finding.start < end and start < finding.end for start, end in spans)
     ]

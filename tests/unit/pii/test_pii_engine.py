@@ -169,3 +169,17 @@ def test_forged_placeholder_cannot_shelter_an_identifier(redactor: PiiRedactor) 
 def test_redaction_is_idempotent_next_to_replaced_identifiers(redactor: PiiRedactor, text: str) -> None:
     once = redactor.redact(text, PlaceholderMemo())
     assert redactor.redact(once, PlaceholderMemo()) == once
+
+
+def test_system_ids_are_never_redacted() -> None:
+    """UUIDs and 32-hex trace ids can look like an MBI or NPI by chance; they identify calls, not people."""
+    redactor = PiiRedactor()
+    for text in (
+        "insertion_id:01a20234-1670-743a-a5ee-1d26a21af76a",
+        "trace 245fb3ef1d26a21af76a4c5e6f7a8b9c done",
+        "ID 0F1E2D3C-4B5A-6978-8A9B-1234567893AB",
+    ):
+        assert redactor.redact(text, PlaceholderMemo()) == text
+    assert redactor.redact("SSN 345-67-8912 near 01a20234-1670-743a-a5ee-1d26a21af76a", PlaceholderMemo()) == (
+        "SSN <REDACTED_SSN_1> near 01a20234-1670-743a-a5ee-1d26a21af76a"
+    )

@@ -1,0 +1,73 @@
+"""Where PII is removed, per project: before the provider call, and again before export.
+
+* ``redact`` mode (default): the request body is redacted before LiteLLM sees it, so the
+  provider, the trace and every log see placeholders only.
+* ``trace_only``: the provider receives the original text (e.g. under a BAA); only traces and
+  logs are redacted.
+* In both modes every span is redacted once more as it is exported (``span_redactors``): this
+  catches what a model echoes back in its output and what LiteLLM copies into its raw-request
+  child span, which its own masking options do not cover.
+
+Both stages fail closed: a request whose redaction fails is refused (500 ``sanitizer_error``),
+and a span whose redaction fails is dropped rather than exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from proxy_core.errors import SanitizerError
+from proxy_core.policy_config import GovernanceConfig, PiiPolicy
+from proxy_core.services.pii import PiiEngineError, PiiRedactor, PlaceholderMemo, redact_chat_body
+
+TextRedactor = Callable[[str], str]
+SpanRedactorFactory = Callable[[], TextRedactor]
+
+
+class Sanitizer:
+    def __init__(self, config: GovernanceConfig, public_keys: Mapping[str, str]) -> None:
+        """``public_keys`` maps each traced project's Langfuse public key to its project id."""
+        self._config = config
+        self._public_keys = dict(public_keys)
+        self._redactors: dict[tuple[str, ...], PiiRedactor] = {}
+
+    def _redactor(self, policy: PiiPolicy) -> PiiRedactor:
+        redactor = self._redactors.get(policy.member_id_patterns)
+        if redactor is None:
+            redactor = self._redactors[policy.member_id_patterns] = PiiRedactor(policy.member_id_patterns)
+        return redactor
+
+    def warm_up(self, project_ids: list[str]) -> None:
+        """Compile every project's patterns at start-up (a bad pattern fails there, not later)."""
+        for project_id in project_ids:
+            policy = self._config.pii_for(project_id)
+            if policy.mode != "off":
+                self._redactor(policy)
+
+    def sanitize_request(self, project_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The body to send upstream: redacted in ``redact`` mode, unchanged otherwise."""
+        policy = self._config.pii_for(project_id)
+        if policy.mode != "redact":
+            return body
+        try:
+            return redact_chat_body(body, self._redactor(policy), PlaceholderMemo())
+        except PiiEngineError:
+            raise SanitizerError("The request could not be sanitized; it was not forwarded.") from None
+
+    def span_redactors(self, public_key: str) -> SpanRedactorFactory | None:
+        """Export-stage redaction for spans sent with ``public_key`` (None when PII is off).
+
+        The factory is called once per span, so one value gets one placeholder within a span.
+        """
+        project_id = self._public_keys.get(public_key)
+        policy = self._config.pii_for(project_id) if project_id is not None else self._config.pii_defaults
+        if policy.mode == "off":
+            return None
+        redactor = self._redactor(policy)
+
+        def for_one_span() -> TextRedactor:
+            memo = PlaceholderMemo()
+            return lambda text: redactor.redact(text, memo)
+
+        return for_one_span
