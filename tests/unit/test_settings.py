@@ -115,3 +115,25 @@ def test_cli_reports_one_line_and_exits_2(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "PORT" in lines[0]
+
+
+def test_production_refuses_unsafe_configurations(tmp_path: Path) -> None:
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text("langfuse_keys:\n  p: {public_key: pk-lf-..., secret_key: sk-lf-...}\n")
+    config = tmp_path / "gateway.yaml"
+    config.write_text("projects:\n  p: {pii: {mode: 'off', required: true}}\n")
+    with pytest.raises(ConfigError) as info:
+        Settings(environment="production", secrets_path=unsafe, gateway_config=config)
+    message = str(info.value)
+    assert message.startswith("refusing to start in production")
+    assert "no gateway API keys" in message
+    assert "placeholders" in message
+    assert "requires PII sanitization" in message
+
+    safe = tmp_path / "safe.yaml"
+    safe.write_text(
+        "langfuse_keys:\n  p: {public_key: pk-lf-7f3a9, secret_key: sk-lf-91c2e}\n"
+        "api_keys:\n  - {key: gw-4c1f0b8e2d7a9c3f, projects: [p]}\n"
+    )
+    assert Settings(environment="production", secrets_path=safe).environment == "production"
+    Settings(environment="staging", secrets_path=unsafe, gateway_config=config)  # only production refuses
