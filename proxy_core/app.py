@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI
 
 from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
+from proxy_core.adapters.litellm_router import build_router
 from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
 from proxy_core.adapters.memory_store import MemoryRolloutStore
 from proxy_core.adapters.redis_store import RedisRolloutStore
@@ -43,22 +45,28 @@ StoreFactory = Callable[[Settings], RolloutStore]
 TraceSourceFactory = Callable[[Settings], TraceSource]
 
 
+def redis_url(settings: Settings) -> str | None:
+    """The Redis URL, credentials included, or None when Redis is not configured."""
+    if settings.redis_url is not None:
+        return settings.redis_url.get_secret_value()
+    if settings.redis_host is None:
+        return None
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{settings.redis_host}:{settings.redis_port}/{settings.redis_db}"
+
+
 def build_store(settings: Settings) -> RolloutStore:
     """Redis when configured; otherwise an in-process store (single process only)."""
-    if not settings.redis_enabled:
+    url = redis_url(settings)
+    if url is None:
         logger.warning("no REDIS_URL/REDIS_HOST: using an in-process rollout store (single process only)")
         return MemoryRolloutStore(ttl_s=settings.redis_key_ttl_s)
-    if settings.redis_url is not None:
-        url = settings.redis_url.get_secret_value()
-    else:
-        url = f"redis://{settings.redis_host}:{settings.redis_port}/{settings.redis_db}"
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
     return RedisRolloutStore(
         url,
         prefix=settings.redis_key_prefix,
         ttl_s=settings.redis_key_ttl_s,
         timeout_s=settings.redis_timeout_s,
-        password=password,
     )
 
 
@@ -130,7 +138,7 @@ def create_app(
             logger.warning("no Langfuse projects configured (%s): tracing is off", settings.secrets_path)
         store = GuardedStore(store_factory(settings))
         completions = CompletionService(
-            llm=llm or LiteLLMClient(),
+            llm=llm or LiteLLMClient(build_router(settings.catalog, redis_url(settings))),
             store=store,
             auth=auth_provider,
             projects=projects,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -123,12 +123,38 @@ class LiteLLMSettings(_Strict):
     failure_callback: tuple[str, ...] = ()
 
 
+RoutingStrategy = Literal[
+    "simple-shuffle", "least-busy", "usage-based-routing-v2", "latency-based-routing", "cost-based-routing"
+]
+
+
+class RouterSettings(_Strict):
+    """LiteLLM ``Router`` options the gateway passes through (validated, unknown keys fail)."""
+
+    routing_strategy: RoutingStrategy = "simple-shuffle"
+    fallbacks: tuple[dict[str, tuple[str, ...]], ...] = ()
+    num_retries: int = Field(default=0, ge=0, le=10)
+    timeout: float | None = Field(default=None, gt=0)
+    allowed_fails: int | None = Field(default=None, ge=0)
+    cooldown_time: float | None = Field(default=None, ge=0)
+    retry_after: float = Field(default=0, ge=0)
+
+    def routed_names(self) -> set[str]:
+        """Model names that take part in a fallback chain."""
+        names: set[str] = set()
+        for chain in self.fallbacks:
+            for source, targets in chain.items():
+                names.add(source)
+                names.update(targets)
+        return names
+
+
 class ModelCatalog(GovernanceConfig):
     """``config_no_cache.yaml``: which model names the gateway serves and how, plus governance."""
 
     model_list: tuple[Deployment, ...] = ()
     litellm_settings: LiteLLMSettings = Field(default_factory=LiteLLMSettings)
-    router_settings: dict[str, Any] = Field(default_factory=dict)
+    router_settings: RouterSettings = Field(default_factory=RouterSettings)
     # LiteLLM proxy keys that have no meaning here; accepted so existing files load.
     general_settings: dict[str, Any] = Field(default_factory=dict)
 
@@ -147,6 +173,12 @@ class ModelCatalog(GovernanceConfig):
                 Deployment(model_name=WILDCARD, litellm_params={"model": WILDCARD}),
             )
         )
+
+    def routed_names(self) -> set[str]:
+        """Names served through LiteLLM's Router: several deployments, rate limits, or a fallback chain."""
+        names = {name for name in self.public_model_names if len(self.deployments_for(name)) > 1}
+        limited = {d.model_name for d in self.model_list if {"rpm", "tpm"} & set(d.litellm_params)}
+        return names | limited | self.router_settings.routed_names()
 
     def deployments_for(self, model: str) -> tuple[Deployment, ...]:
         """Deployments serving ``model`` by exact name; empty when only a wildcard could."""

@@ -8,7 +8,8 @@ credentials that route the trace to the right project, and ``no-log`` for untrac
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import litellm
 import openai
 
 from proxy_core.errors import AuthenticationError, GatewayError, UpstreamError, UpstreamTimeoutError
-from proxy_core.services.llm import LlmCall
+from proxy_core.services.llm import CallInfo, ChunkStream, Completion, LlmCall
 
 # These libraries log request bodies or credentials at debug level (LiteLLM and the OpenAI SDK
 # the prompts, httpcore and urllib3 the headers): they stay at WARNING whatever LOG_LEVEL says.
@@ -77,6 +78,14 @@ def _retry_after(exc: Exception) -> dict[str, str]:
     return {}
 
 
+def _router_retry_after(exc: Exception) -> str:
+    """When the Router has no deployment left, its rpm/tpm windows reset on the next minute."""
+    message = str(exc)
+    if "No deployments available" in message or "rpm limit" in message or "tpm limit" in message:
+        return str(max(1, 60 - int(time.time()) % 60))
+    return "1"
+
+
 def _clean_message(exc: Exception) -> str:
     message = str(getattr(exc, "message", None) or exc) or type(exc).__name__
     return message.removeprefix("litellm.").strip()
@@ -112,54 +121,97 @@ def translate_error(exc: Exception) -> GatewayError:
         )
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status <= 599:
-        error = UpstreamError(_clean_message(exc), status_code=status, headers=_retry_after(exc))
+        headers = _retry_after(exc) or ({"Retry-After": _router_retry_after(exc)} if status == 429 else {})
+        error = UpstreamError(_clean_message(exc), status_code=status, headers=headers)
         error.error_type = _ERROR_TYPES.get(status, "upstream_error" if status >= 500 else "invalid_request_error")
         error.code = f"upstream_{status}"
         return error
     return UpstreamError(f"The provider call failed: {_clean_message(exc)}")
 
 
-def _dump(obj: Any) -> dict[str, Any]:
-    data: dict[str, Any] = obj.model_dump(exclude_none=True)
-    return data
-
-
-def response_cost(response: Any) -> float | None:
-    hidden = getattr(response, "_hidden_params", None) or {}
+def _info(hidden: Mapping[str, Any] | None, usage: Mapping[str, Any] | None) -> CallInfo:
+    hidden = hidden or {}
+    headers = hidden.get("additional_headers") or {}
     cost = hidden.get("response_cost")
-    return float(cost) if isinstance(cost, int | float) else None
+    fallbacks = headers.get("x-litellm-attempted-fallbacks")
+    usage = usage or {}
+    return CallInfo(
+        deployment=hidden.get("model_id") or None,
+        fallbacks=int(fallbacks) if isinstance(fallbacks, int | str) and str(fallbacks).isdigit() else 0,
+        cost_usd=float(cost) if isinstance(cost, int | float) else None,
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+    )
+
+
+def _stream_cost(model: str, info: CallInfo) -> float | None:
+    """LiteLLM's price for a streamed call's tokens; None for models it has no price for."""
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=model, prompt_tokens=info.prompt_tokens, completion_tokens=info.completion_tokens
+        )
+    except Exception:
+        return None
+    return float(prompt_cost + completion_cost)
+
+
+class _Stream:
+    """A LiteLLM stream as chunk dicts, remembering usage for the call's ``CallInfo``."""
+
+    def __init__(self, wrapper: Any, model: str) -> None:
+        self._wrapper = wrapper
+        self._model = model
+        self._usage: dict[str, Any] | None = None
+
+    async def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]:
+        try:
+            async for chunk in self._wrapper:
+                data: dict[str, Any] = chunk.model_dump(exclude_none=True)
+                if data.get("usage"):
+                    self._usage = data["usage"]
+                yield data
+        except GatewayError:
+            raise
+        except Exception as exc:
+            raise translate_error(exc) from exc
+
+    async def aclose(self) -> None:
+        await self._wrapper.aclose()
+
+    @property
+    def info(self) -> CallInfo:
+        info = _info(getattr(self._wrapper, "_hidden_params", None), self._usage)
+        if self._usage is not None and not info.cost_usd:
+            # A stream's price is known once its usage chunk has arrived, not when it opened.
+            reported = self._usage.get("cost")
+            info.cost_usd = float(reported) if isinstance(reported, int | float) else _stream_cost(self._model, info)
+        return info
 
 
 class LiteLLMClient:
-    """Thin async facade over ``litellm.acompletion``."""
+    """Async facade over ``litellm.acompletion`` and, for routed model names, a ``litellm.Router``."""
 
-    async def complete(self, call: LlmCall) -> dict[str, Any]:
-        """A non-streamed completion as an OpenAI ``chat.completion`` dict."""
+    def __init__(self, router: litellm.Router | None = None) -> None:
+        self._router = router
+
+    def _target(self, call: LlmCall) -> Any:
+        if call.routed:
+            if self._router is None:
+                raise UpstreamError("No router is configured for this model.", code="router_missing")
+            return self._router.acompletion
+        return litellm.acompletion
+
+    async def complete(self, call: LlmCall) -> Completion:
         try:
-            response = await litellm.acompletion(**_kwargs(call, stream=False))
+            response = await self._target(call)(**_kwargs(call, stream=False))
         except Exception as exc:
             raise translate_error(exc) from exc
         body: dict[str, Any] = response.model_dump()
-        return body
+        return Completion(body, _info(getattr(response, "_hidden_params", None), body.get("usage")))
 
-    async def stream(self, call: LlmCall) -> AsyncIterator[dict[str, Any]]:
-        """Open a stream; errors raised while opening or iterating are already translated."""
+    async def stream(self, call: LlmCall) -> ChunkStream:
         try:
-            wrapper = await litellm.acompletion(**_kwargs(call, stream=True))
+            wrapper = await self._target(call)(**_kwargs(call, stream=True))
         except Exception as exc:
             raise translate_error(exc) from exc
-        return _iterate(wrapper)
-
-
-async def _iterate(wrapper: Any) -> AsyncIterator[dict[str, Any]]:
-    try:
-        async for chunk in wrapper:
-            yield _dump(chunk)
-    except GatewayError:
-        raise
-    except Exception as exc:
-        raise translate_error(exc) from exc
-    finally:
-        aclose = getattr(wrapper, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        return _Stream(wrapper, call.model)

@@ -8,26 +8,35 @@ from __future__ import annotations
 
 import time
 
-from proxy_core.services.store import RolloutStatus
+from proxy_core.services.store import RolloutStatus, Usage
 
 
 class MemoryRolloutStore:
     def __init__(self, *, ttl_s: int) -> None:
         self._ttl_s = ttl_s
         self._sets: dict[tuple[str, str], tuple[set[str], float]] = {}
+        self._usage: dict[tuple[str, str], Usage] = {}
 
     def _live(self, project_id: str, rollout_id: str) -> tuple[set[str], float] | None:
         entry = self._sets.get((project_id, rollout_id))
         if entry is not None and entry[1] <= time.monotonic():
             del self._sets[(project_id, rollout_id)]
+            self._usage.pop((project_id, rollout_id), None)
             return None
         return entry
 
-    async def record(self, project_id: str, rollout_id: str, insertion_id: str) -> None:
+    async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None:
         entry = self._live(project_id, rollout_id)
         members = entry[0] if entry else set()
         members.add(insertion_id)
         self._sets[(project_id, rollout_id)] = (members, time.monotonic() + self._ttl_s)
+        if usage is not None:
+            total = self._usage.get((project_id, rollout_id), Usage(cost_usd=0.0))
+            self._usage[(project_id, rollout_id)] = Usage(
+                total.prompt_tokens + usage.prompt_tokens,
+                total.completion_tokens + usage.completion_tokens,
+                (total.cost_usd or 0.0) + (usage.cost_usd or 0.0),
+            )
 
     async def insertion_ids(self, project_id: str, rollout_id: str) -> set[str]:
         entry = self._live(project_id, rollout_id)
@@ -38,10 +47,20 @@ class MemoryRolloutStore:
         if entry is None:
             return RolloutStatus(0, None, None, None)
         ordered = sorted(entry[0])
-        return RolloutStatus(len(ordered), ordered[0], ordered[-1], int(entry[1] - time.monotonic()))
+        total = self._usage.get((project_id, rollout_id), Usage(cost_usd=0.0))
+        return RolloutStatus(
+            len(ordered),
+            ordered[0],
+            ordered[-1],
+            int(entry[1] - time.monotonic()),
+            total.prompt_tokens,
+            total.completion_tokens,
+            total.cost_usd or 0.0,
+        )
 
     async def ping(self) -> bool:
         return True
 
     async def aclose(self) -> None:
         self._sets.clear()
+        self._usage.clear()

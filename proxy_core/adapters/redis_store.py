@@ -16,13 +16,13 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from proxy_core.errors import StoreUnavailableError
-from proxy_core.services.store import RolloutStatus, rollout_key
+from proxy_core.services.store import RolloutStatus, Usage, rollout_key, usage_key
 
 MAX_CONNECTIONS = 64
 
 
 class RedisRolloutStore:
-    def __init__(self, url: str, *, prefix: str, ttl_s: int, timeout_s: float, password: str | None = None) -> None:
+    def __init__(self, url: str, *, prefix: str, ttl_s: int, timeout_s: float) -> None:
         self._prefix = prefix
         self._ttl_s = ttl_s
         self._deadline_s = timeout_s * 2 + 0.1
@@ -30,7 +30,6 @@ class RedisRolloutStore:
         # instead of opening hundreds of sockets at once.
         pool = BlockingConnectionPool.from_url(
             url,
-            password=password,
             decode_responses=True,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
@@ -44,13 +43,19 @@ class RedisRolloutStore:
     def _key(self, project_id: str, rollout_id: str) -> str:
         return rollout_key(self._prefix, project_id, rollout_id)
 
-    async def record(self, project_id: str, rollout_id: str, insertion_id: str) -> None:
+    async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None:
         key = self._key(project_id, rollout_id)
         try:
             async with asyncio.timeout(self._deadline_s):
                 async with self._client.pipeline(transaction=True) as pipe:
                     pipe.sadd(key, insertion_id)
                     pipe.expire(key, self._ttl_s)
+                    if usage is not None:
+                        totals = usage_key(self._prefix, project_id, rollout_id)
+                        pipe.hincrby(totals, "prompt_tokens", usage.prompt_tokens)
+                        pipe.hincrby(totals, "completion_tokens", usage.completion_tokens)
+                        pipe.hincrbyfloat(totals, "cost_usd", usage.cost_usd or 0.0)
+                        pipe.expire(totals, self._ttl_s)
                     await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailableError(f"Could not record the insertion id ({type(exc).__name__}).") from exc
@@ -68,6 +73,7 @@ class RedisRolloutStore:
         try:
             async with asyncio.timeout(self._deadline_s):
                 ttl = await self._client.ttl(self._key(project_id, rollout_id))
+                totals = await self._client.hgetall(usage_key(self._prefix, project_id, rollout_id))
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailableError(f"Could not read the rollout ({type(exc).__name__}).") from exc
         ordered = sorted(ids)
@@ -76,6 +82,9 @@ class RedisRolloutStore:
             first_insertion_id=ordered[0] if ordered else None,
             last_insertion_id=ordered[-1] if ordered else None,
             ttl_s=ttl if ttl >= 0 else None,
+            prompt_tokens=int(totals.get("prompt_tokens", 0)),
+            completion_tokens=int(totals.get("completion_tokens", 0)),
+            cost_usd=float(totals.get("cost_usd", 0.0)),
         )
 
     async def ping(self) -> bool:

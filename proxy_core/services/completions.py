@@ -14,19 +14,20 @@ from typing import Any
 
 from uuid6 import uuid7
 
-from proxy_core.errors import GatewayError, InvalidRequestError, UpstreamError
+from proxy_core.errors import InvalidRequestError
 from proxy_core.ids import identifier_problem
 from proxy_core.services import sse
 from proxy_core.services.auth import AuthProvider, Principal
 from proxy_core.services.base_url import BaseUrlPolicy
 from proxy_core.services.chat_request import ChatRequest, parse_chat_request, parse_json_body
 from proxy_core.services.governance import CallGovernance, Governance
-from proxy_core.services.llm import LangfuseTarget, LlmCall, LlmClient
+from proxy_core.services.llm import CallInfo, LangfuseTarget, LlmCall, LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.paths import MetadataPath
 from proxy_core.services.projects import ProjectDirectory, ResolvedProject
 from proxy_core.services.sanitizer import Sanitizer
-from proxy_core.services.store import GuardedStore
+from proxy_core.services.store import GuardedStore, Usage
+from proxy_core.services.streaming import open_stream, relay
 
 NO_PROVIDER_KEY = "no-key"
 
@@ -124,21 +125,18 @@ class CompletionService:
             outcome.headers["x-insertion-id"] = context.insertion_id
         if governance.session_generated and governance.session_id is not None:
             outcome.headers["x-session-id"] = governance.session_id
-        if request.stream:
-            outcome.stream = await self._open_stream(context, call)
-            outcome.headers.update(sse.HEADERS)
-        else:
-            outcome.body = await self._llm.complete(call)
-            await self._record(context)
+        await self._respond(context, call, request.stream, outcome)
         return outcome
 
     async def _build_call(self, context: _Context, request: ChatRequest) -> LlmCall:
         resolved = self._models.resolve(request.model)
-        deployment_params = dict(resolved.params)
         api_base: str | None = None
-        api_key = context.principal.provider_api_key if not resolved.has_own_key else None
         if context.path.encoded_base_url is not None:
             api_base = await self._base_urls.check(context.path.encoded_base_url)
+            resolved = resolved.direct()
+        deployment_params = dict(resolved.params)
+        api_key = context.principal.provider_api_key if not resolved.has_own_key else None
+        if api_base is not None:
             # A client-chosen origin never receives a key the server holds.
             deployment_params.pop("api_key", None)
             api_key = context.principal.provider_api_key or NO_PROVIDER_KEY
@@ -156,6 +154,7 @@ class CompletionService:
             timeout_s=self._policy.timeout_s,
             max_retries=self._policy.max_retries,
             drop_params=self._policy.drop_params,
+            routed=resolved.routed,
         )
 
     def _trace_metadata(self, context: _Context, request: ChatRequest) -> dict[str, Any]:
@@ -183,33 +182,37 @@ class CompletionService:
             metadata["trace_user_id"] = context.user_id
         return metadata
 
-    async def _record(self, context: _Context) -> None:
+    async def _record(self, context: _Context, info: CallInfo) -> None:
         rollout = context.path.rollout
         if rollout is not None and context.insertion_id is not None:
-            await self._store.record(context.project.store_id, rollout.rollout_id, context.insertion_id)
+            usage = Usage(info.prompt_tokens, info.completion_tokens, info.cost_usd)
+            await self._store.record(context.project.store_id, rollout.rollout_id, context.insertion_id, usage)
 
-    async def _open_stream(self, context: _Context, call: LlmCall) -> AsyncIterator[bytes]:
-        """Read the first chunk before committing to a 200, so early failures are real errors."""
-        chunks = await self._llm.stream(call)
-        try:
-            first = await anext(chunks)
-        except StopAsyncIteration:
-            raise UpstreamError("The provider ended the stream before sending anything.") from None
-        except BaseException:
-            await chunks.aclose()  # type: ignore[attr-defined]
-            raise
-        return self._relay(context, first, chunks)
+    async def _respond(self, context: _Context, call: LlmCall, stream: bool, outcome: CompletionOutcome) -> None:
+        if not stream:
+            completion = await self._llm.complete(call)
+            await self._record(context, completion.info)
+            outcome.body = completion.body
+            outcome.headers.update(_info_headers(completion.info, with_cost=True))
+            return
+        client_wants_usage = bool((call.params.get("stream_options") or {}).get("include_usage"))
+        # Usage (and so cost) of a stream is only reported when asked for: the gateway always asks,
+        # and hides the extra chunk from clients that did not.
+        call.params["stream_options"] = {**(call.params.get("stream_options") or {}), "include_usage": True}
+        opened = await open_stream(self._llm, call)
+        outcome.headers.update(_info_headers(opened.source.info, with_cost=False))
+        outcome.headers.update(sse.HEADERS)
 
-    async def _relay(
-        self, context: _Context, first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]]
-    ) -> AsyncIterator[bytes]:
-        try:
-            yield sse.data_frame(first)
-            async for chunk in chunks:
-                yield sse.data_frame(chunk)
-            await self._record(context)
-        except GatewayError as error:
-            yield sse.error_frame(error)
-        finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
-        yield sse.DONE
+        async def on_complete(info: CallInfo) -> None:
+            await self._record(context, info)
+
+        outcome.stream = relay(opened, on_complete=on_complete, strip_usage=not client_wants_usage)
+
+
+def _info_headers(info: CallInfo, *, with_cost: bool) -> dict[str, str]:
+    headers = {"x-gateway-fallbacks": str(info.fallbacks)}
+    if info.deployment:
+        headers["x-gateway-deployment"] = info.deployment
+    if with_cost and info.cost_usd is not None:
+        headers["x-cost-usd"] = f"{info.cost_usd:.8f}"
+    return headers

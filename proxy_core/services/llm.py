@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,13 +34,42 @@ class LlmCall:
     timeout_s: float = 300.0
     max_retries: int = 0
     drop_params: bool = True
+    routed: bool = False
+
+
+@dataclass(slots=True)
+class CallInfo:
+    """What a call cost and where it went; complete once a stream has ended."""
+
+    deployment: str | None = None
+    fallbacks: int = 0
+    cost_usd: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Completion:
+    body: dict[str, Any]
+    info: CallInfo
+
+
+class ChunkStream(Protocol):
+    """An open stream of ``chat.completion.chunk`` dicts; iteration errors are ``GatewayError``."""
+
+    def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]: ...
+
+    async def aclose(self) -> None: ...
+
+    @property
+    def info(self) -> CallInfo: ...
 
 
 class LlmClient(Protocol):
-    async def complete(self, call: LlmCall) -> dict[str, Any]:
-        """A non-streamed ``chat.completion`` dict; raises ``GatewayError`` subclasses."""
+    async def complete(self, call: LlmCall) -> Completion:
+        """A non-streamed completion; raises ``GatewayError`` subclasses."""
         ...
 
-    async def stream(self, call: LlmCall) -> AsyncIterator[dict[str, Any]]:
-        """An open stream of ``chat.completion.chunk`` dicts; errors are ``GatewayError``."""
+    async def stream(self, call: LlmCall) -> ChunkStream:
+        """An open stream; errors while opening are ``GatewayError`` subclasses."""
         ...

@@ -15,10 +15,19 @@ class ResolvedModel:
 
     litellm_model: str
     params: dict[str, Any]
+    routed: bool = False
+    first_deployment: dict[str, Any] | None = None
 
     @property
     def has_own_key(self) -> bool:
-        return "api_key" in self.params
+        return "api_key" in (self.first_deployment if self.routed and self.first_deployment else self.params)
+
+    def direct(self) -> ResolvedModel:
+        """A routed name as one direct call to its first deployment (for a client-chosen upstream)."""
+        if not self.routed or self.first_deployment is None:
+            return self
+        params = dict(self.first_deployment)
+        return ResolvedModel(params.pop("model"), params)
 
 
 class ModelResolver:
@@ -26,15 +35,18 @@ class ModelResolver:
 
     def __init__(self, catalog: ModelCatalog) -> None:
         self._by_name: dict[str, ResolvedModel] = {}
+        routed = catalog.routed_names()
+        for name in sorted(routed - set(catalog.public_model_names)):
+            raise ConfigError(f"router_settings.fallbacks names {name!r}, which is not in model_list")
         for name in catalog.public_model_names:
             deployments = catalog.deployments_for(name)
-            if len(deployments) > 1:
-                raise ConfigError(
-                    f"model_list has {len(deployments)} deployments named {name!r}; "
-                    "give each deployment its own model_name"
-                )
             params = dict(deployments[0].litellm_params)
-            self._by_name[name] = ResolvedModel(params.pop("model"), params)
+            model = params.pop("model")
+            if name in routed:
+                # The Router picks the deployment; only the group name travels with the call.
+                self._by_name[name] = ResolvedModel(name, {}, routed=True, first_deployment={"model": model, **params})
+            else:
+                self._by_name[name] = ResolvedModel(model, params)
         wildcard = next((d for d in catalog.model_list if d.is_wildcard), None)
         self._wildcard_params: dict[str, Any] | None = None
         if wildcard is not None:

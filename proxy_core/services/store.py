@@ -24,6 +24,20 @@ def rollout_key(prefix: str, project_id: str, rollout_id: str) -> str:
     return f"{prefix}:{project_id}:rollout:{rollout_id}"
 
 
+def usage_key(prefix: str, project_id: str, rollout_id: str) -> str:
+    """The Redis hash of a rollout's token and cost totals (same lifetime as its id set)."""
+    return f"{rollout_key(prefix, project_id, rollout_id)}:usage"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens and cost of one completion (cost None when the provider's price is unknown)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RolloutStatus:
     """What the store knows of a rollout without asking Langfuse."""
@@ -32,12 +46,15 @@ class RolloutStatus:
     first_insertion_id: str | None
     last_insertion_id: str | None
     ttl_s: int | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
 
 
 class RolloutStore(Protocol):
     """Records insertion ids per (project, rollout); raises ``StoreUnavailableError`` on failure."""
 
-    async def record(self, project_id: str, rollout_id: str, insertion_id: str) -> None: ...
+    async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None: ...
 
     async def insertion_ids(self, project_id: str, rollout_id: str) -> set[str]: ...
 
@@ -89,10 +106,10 @@ class GuardedStore:
                 retry_after_s=self._breaker.retry_after_s(),
             )
 
-    async def record(self, project_id: str, rollout_id: str, insertion_id: str) -> None:
+    async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None:
         self.ensure_available()
         try:
-            await self._inner.record(project_id, rollout_id, insertion_id)
+            await self._inner.record(project_id, rollout_id, insertion_id, usage)
         except StoreUnavailableError:
             self._breaker.failed()
             raise

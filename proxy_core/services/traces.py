@@ -158,6 +158,9 @@ class TracesService:
             "first_insertion_id": status.first_insertion_id,
             "last_insertion_id": status.last_insertion_id,
             "ttl_s": status.ttl_s,
+            "prompt_tokens": status.prompt_tokens,
+            "completion_tokens": status.completion_tokens,
+            "cost_usd": round(status.cost_usd, 10),
         }
 
     async def all_traces(

@@ -31,7 +31,7 @@ class FailingStore(MemoryRolloutStore):
         super().__init__(ttl_s=60)
         self.calls = 0
 
-    async def record(self, project_id: str, rollout_id: str, insertion_id: str) -> None:
+    async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: object = None) -> None:
         self.calls += 1
         raise StoreUnavailableError("down")
 

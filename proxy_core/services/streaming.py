@@ -1,0 +1,71 @@
+"""Relaying a provider stream to the client as server-sent events.
+
+The first chunk is read before the HTTP status is committed, so failures while opening are real
+HTTP errors. After that a failure is sent in-band and the stream still ends with ``[DONE]``.
+The completion is recorded only after the last chunk and before ``[DONE]``: a client that saw
+``[DONE]`` can rely on its insertion id being recorded. A client that goes away cancels the relay,
+which closes the provider stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from proxy_core.errors import GatewayError, UpstreamError
+from proxy_core.services import sse
+from proxy_core.services.llm import CallInfo, ChunkStream, LlmCall, LlmClient
+
+
+@dataclass(slots=True)
+class OpenedStream:
+    first: dict[str, Any]
+    rest: AsyncGenerator[dict[str, Any], None]
+    source: ChunkStream
+
+
+async def open_stream(llm: LlmClient, call: LlmCall) -> OpenedStream:
+    source = await llm.stream(call)
+    chunks = aiter(source)
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        await source.aclose()
+        raise UpstreamError("The provider ended the stream before sending anything.") from None
+    except BaseException:
+        await chunks.aclose()
+        await source.aclose()
+        raise
+    return OpenedStream(first, chunks, source)
+
+
+def without_usage(chunk: dict[str, Any]) -> dict[str, Any] | None:
+    """The chunk as a client that did not ask for usage expects it (None: drop it entirely)."""
+    if "usage" not in chunk:
+        return chunk
+    if not chunk.get("choices"):
+        return None
+    return {key: value for key, value in chunk.items() if key != "usage"}
+
+
+async def relay(
+    opened: OpenedStream, *, on_complete: Callable[[CallInfo], Awaitable[None]], strip_usage: bool
+) -> AsyncIterator[bytes]:
+    async def every_chunk() -> AsyncIterator[dict[str, Any]]:
+        yield opened.first
+        async for chunk in opened.rest:
+            yield chunk
+
+    try:
+        async for chunk in every_chunk():
+            visible = without_usage(chunk) if strip_usage else chunk
+            if visible is not None:
+                yield sse.data_frame(visible)
+        await on_complete(opened.source.info)
+    except GatewayError as error:
+        yield sse.error_frame(error)
+    finally:
+        await opened.rest.aclose()
+        await opened.source.aclose()
+    yield sse.DONE
