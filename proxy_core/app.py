@@ -34,6 +34,7 @@ from proxy_core.services.llm import LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.projects import ProjectDirectory
 from proxy_core.services.sanitizer import Sanitizer
+from proxy_core.services.scores import ScoresService
 from proxy_core.services.store import GuardedStore, RolloutStore
 from proxy_core.services.trace_source import TraceSource
 from proxy_core.services.traces import TracesService
@@ -156,7 +157,8 @@ def create_app(
             projects=projects,
             max_poll_interval_s=settings.traces_poll_max_interval_s,
         )
-        services = Services(settings, completions, traces, store, settings.catalog.public_model_names)
+        scores = ScoresService(source=trace_source, auth=auth_provider, projects=projects)
+        services = Services(settings, completions, traces, store, settings.catalog.public_model_names, scores)
         app.state.services = services
         app.state.tracing = tracing
         try:

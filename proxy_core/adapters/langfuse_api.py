@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -195,6 +196,42 @@ class LangfuseReadClient:
             if page_number >= total_pages or len(rows) < LEGACY_PAGE:
                 break
         return traces
+
+    async def trace_exists(self, target: LangfuseTarget, trace_id: str, *, deadline: float) -> bool:
+        """Whether the project holds ``trace_id`` (one small read on whichever API the server has)."""
+        try:
+            page = await self._get(target, V2_PATH, [("traceId", trace_id), ("limit", "1")], deadline)
+            return bool(page.get("data"))
+        except _EndpointMissingError:
+            pass
+        try:
+            await self._get(target, f"{LEGACY_PATH}/{quote(trace_id, safe='')}", [("fields", "core")], deadline)
+        except _EndpointMissingError:
+            return False
+        return True
+
+    async def create_score(self, target: LangfuseTarget, score: dict[str, Any], *, deadline: float) -> str | None:
+        """``POST /api/public/scores`` (one object, the server's documented form); the score id."""
+        await self._budgets.for_key(self._key(target)).acquire(deadline)
+        try:
+            response = await self._client.post(
+                f"{target.host}/api/public/scores",
+                content=orjson.dumps(score),
+                headers={"content-type": "application/json"},
+                auth=(target.public_key, target.secret_key),
+                timeout=max(0.5, min(30.0, deadline - time.monotonic())),
+            )
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"Langfuse could not be reached ({type(exc).__name__})") from exc
+        if response.status_code in (200, 201, 202):
+            body = orjson.loads(response.content) if response.content else {}
+            return body.get("id") if isinstance(body, dict) else None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise RetryableError(f"Langfuse answered {response.status_code}", retry_after_s=_retry_after(response))
+        raise TracingBackendError(
+            f"Langfuse refused the score for project {target.project_id!r} (HTTP {response.status_code}).",
+            status_code=400 if response.status_code == 400 else 502,
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from proxy_core.services.completions import CompletionService
+from proxy_core.services.scores import ScoresService
 from proxy_core.services.store import GuardedStore
 from proxy_core.services.traces import TracesService
 from proxy_core.settings import Settings
@@ -22,6 +23,7 @@ class Services:
     traces: TracesService
     store: GuardedStore
     model_names: tuple[str, ...]
+    scores: ScoresService
     shutting_down: bool = False
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from proxy_core.api.chat import handle_chat
+from proxy_core.api.chat import handle_chat, handle_score
 from proxy_core.api.deps import ServicesDep
 from proxy_core.api.traces import handle_read
 from proxy_core.errors import MethodNotAllowedError, NotFoundError
@@ -24,6 +24,7 @@ _METHODS = {
     Endpoint.TRACES: "GET",
     Endpoint.TRACES_POINTWISE: "GET",
     Endpoint.ROLLOUT_STATUS: "GET",
+    Endpoint.SCORES: "POST",
 }
 
 
@@ -38,4 +39,6 @@ async def dispatch(request: Request, services: ServicesDep) -> Response:
         raise MethodNotAllowedError(f"{request.method} is not allowed here; use {allowed}.", headers={"Allow": allowed})
     if target.endpoint is Endpoint.CHAT_COMPLETIONS:
         return await handle_chat(request, services, target)
+    if target.endpoint is Endpoint.SCORES:
+        return await handle_score(request, services, target)
     return await handle_read(request, services, target)

@@ -28,6 +28,7 @@ class Endpoint(Enum):
     TRACES = ("traces",)
     TRACES_POINTWISE = ("traces", "pointwise")
     ROLLOUT_STATUS = ("rollouts", "{rollout_id}")
+    SCORES = ("scores",)
 
 
 @dataclass(frozen=True, slots=True)
