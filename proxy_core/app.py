@@ -32,7 +32,9 @@ from proxy_core.services.completions import CompletionPolicy, CompletionService
 from proxy_core.services.governance import Governance
 from proxy_core.services.llm import LlmClient
 from proxy_core.services.models import ModelResolver
+from proxy_core.services.preparation import RequestPreparer
 from proxy_core.services.projects import ProjectDirectory
+from proxy_core.services.prompts import PromptCache
 from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.scores import ScoresService
 from proxy_core.services.store import GuardedStore, RolloutStore
@@ -138,6 +140,8 @@ def create_app(
         else:
             logger.warning("no Langfuse projects configured (%s): tracing is off", settings.secrets_path)
         store = GuardedStore(store_factory(settings))
+        trace_source = trace_source_factory(settings)
+        governance = Governance(settings.catalog, settings.environment)
         completions = CompletionService(
             llm=llm or LiteLLMClient(build_router(settings.catalog, redis_url(settings))),
             store=store,
@@ -146,10 +150,10 @@ def create_app(
             models=models,
             base_urls=base_urls,
             policy=policy,
-            governance=Governance(settings.catalog, settings.environment),
+            governance=governance,
             sanitizer=sanitizer,
+            preparer=RequestPreparer(governance, PromptCache(trace_source, settings.prompt_cache_ttl_s)),
         )
-        trace_source = trace_source_factory(settings)
         traces = TracesService(
             store=store,
             source=trace_source,

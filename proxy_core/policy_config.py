@@ -60,10 +60,39 @@ class PiiPolicy(_Strict):
         return patterns
 
 
+class Variant(_Strict):
+    """One arm of an experiment: its share, and what it changes (nothing for a control arm)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    weight: int = Field(ge=1, le=10_000)
+    model: str | None = None
+    prompt_version: int | None = Field(default=None, ge=1)
+    prompt_label: str | None = None
+
+
+class Experiment(_Strict):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    variants: tuple[Variant, ...] = Field(min_length=2)
+    models: tuple[str, ...] = ()  # empty: every model
+
+    @property
+    def total_weight(self) -> int:
+        return sum(variant.weight for variant in self.variants)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_names(cls, variants: tuple[Variant, ...]) -> tuple[Variant, ...]:
+        names = [variant.name for variant in variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique within an experiment")
+        return variants
+
+
 class ProjectPolicy(_Strict):
     """Per-project rules the gateway enforces on every call."""
 
     pii: PiiPolicy | None = None
+    experiments: tuple[Experiment, ...] = ()
     required_metadata: tuple[str, ...] = ()
     generate_session_id: bool = False
 

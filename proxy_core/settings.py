@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     traces_poll_max_interval_s: float = Field(default=2.0, ge=0.1, le=60)
     langfuse_read_rps: float = Field(default=5.0, gt=0)
     langfuse_read_burst: int = Field(default=10, ge=1)
+    prompt_cache_ttl_s: float = Field(default=60.0, gt=0)
 
     # Upstream calls
     gateway_config: Path | None = None

@@ -24,10 +24,12 @@ import orjson
 from proxy_core.retry import RetryableError
 from proxy_core.services.budget import ReadBudgets
 from proxy_core.services.llm import LangfuseTarget
+from proxy_core.services.prompts import PromptRef
 from proxy_core.services.trace_source import TraceRecord, TracingBackendError
 
 V2_PATH = "/api/public/v2/observations"
 LEGACY_PATH = "/api/public/traces"
+PROMPTS_PATH = "/api/public/v2/prompts"
 V2_PAGE = 1000
 LEGACY_PAGE = 100
 MODE_TTL_S = 600.0
@@ -196,6 +198,16 @@ class LangfuseReadClient:
             if page_number >= total_pages or len(rows) < LEGACY_PAGE:
                 break
         return traces
+
+    async def fetch_prompt(self, target: LangfuseTarget, ref: PromptRef, *, deadline: float) -> dict[str, Any] | None:
+        """``GET /api/public/v2/prompts/{name}`` (folder slashes kept); None when there is no such prompt."""
+        params = [("version", str(ref.version))] if ref.version is not None else []
+        params += [("label", ref.label)] if ref.label is not None else []
+        try:
+            document = await self._get(target, f"{PROMPTS_PATH}/{quote(ref.name, safe='/')}", params, deadline)
+        except _EndpointMissingError:
+            return None
+        return document if isinstance(document, dict) else None
 
     async def trace_exists(self, target: LangfuseTarget, trace_id: str, *, deadline: float) -> bool:
         """Whether the project holds ``trace_id`` (one small read on whichever API the server has)."""

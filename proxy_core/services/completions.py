@@ -24,6 +24,7 @@ from proxy_core.services.governance import CallGovernance, Governance
 from proxy_core.services.llm import CallInfo, LangfuseTarget, LlmCall, LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.paths import MetadataPath
+from proxy_core.services.preparation import RequestPreparer, take_variables
 from proxy_core.services.projects import ProjectDirectory, ResolvedProject
 from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.store import GuardedStore, Usage
@@ -88,7 +89,9 @@ class CompletionService:
         policy: CompletionPolicy,
         governance: Governance,
         sanitizer: Sanitizer,
+        preparer: RequestPreparer,
     ) -> None:
+        self._preparer = preparer
         self._governance = governance
         self._sanitizer = sanitizer
         self._llm = llm
@@ -104,18 +107,24 @@ class CompletionService:
         principal.require(self._projects.effective_id(path.project_id))
         project = self._projects.resolve(path.project_id)
         body = parse_json_body(raw_body)
+        variables = take_variables(body)
         parse_chat_request(body)  # every client error is a 400 before the sanitizer runs
-        request = parse_chat_request(self._sanitizer.sanitize_request(project.store_id, body))
-        governance = self._governance.apply(
-            project.store_id, headers, request.client_metadata, _header_id(headers, "x-session-id")
-        )
+        session_id = _header_id(headers, "x-session-id")
+        header_user = _header_id(headers, "x-user-id")
+        raw_user = body.get("user") if isinstance(body.get("user"), str) else None
+        unit = session_id or header_user or raw_user or (path.rollout.rollout_id if path.rollout else None)
+        prepared = await self._preparer.prepare(project, headers, body, variables, unit)
+        request = parse_chat_request(self._sanitizer.sanitize_request(project.store_id, prepared.body))
+        request.client_tags.extend(prepared.trace_tags())
+        request.client_metadata.update(prepared.trace_metadata())
+        governance = self._governance.apply(project.store_id, headers, request.client_metadata, session_id)
         context = _Context(
             path=path,
             project=project,
             principal=principal,
             insertion_id=str(uuid7()) if path.rollout is not None else None,
             governance=governance,
-            user_id=_header_id(headers, "x-user-id") or request.params.get("user"),
+            user_id=header_user or request.params.get("user"),
         )
         call = await self._build_call(context, request)
         if context.insertion_id is not None:
@@ -125,6 +134,9 @@ class CompletionService:
             outcome.headers["x-insertion-id"] = context.insertion_id
         if governance.session_generated and governance.session_id is not None:
             outcome.headers["x-session-id"] = governance.session_id
+        variant = prepared.variant_header()
+        if variant is not None:
+            outcome.headers["x-experiment-variant"] = variant
         await self._respond(context, call, request.stream, outcome)
         return outcome
 

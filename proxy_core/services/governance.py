@@ -14,7 +14,7 @@ from typing import Any
 
 from proxy_core.errors import InvalidRequestError
 from proxy_core.ids import identifier_problem
-from proxy_core.policy_config import EnvironmentProfile, GovernanceConfig, ProjectPolicy
+from proxy_core.policy_config import EnvironmentProfile, Experiment, GovernanceConfig, ProjectPolicy
 
 METADATA_HEADER_PREFIX = "x-metadata-"
 MAX_METADATA_VALUE = 256
@@ -74,6 +74,9 @@ class Governance:
         self._environment = environment
         profile = config.environments.get(environment) if environment else None  # type: ignore[call-overload]
         self._profile: EnvironmentProfile = profile or EnvironmentProfile()
+
+    def experiments_for(self, project_id: str) -> tuple[Experiment, ...]:
+        return self._config.policy_for(project_id).experiments
 
     def apply(
         self, project_id: str, headers: Mapping[str, str], body_metadata: Mapping[str, Any], session_id: str | None

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from proxy_core.errors import GatewayError
 from proxy_core.services.llm import LangfuseTarget
+from proxy_core.services.prompts import PromptSource
 
 INSERTION_TAG = "insertion_id:"
 
@@ -64,7 +65,7 @@ class TracingBackendError(GatewayError):
     default_code = "langfuse_error"
 
 
-class TraceSource(Protocol):
+class TraceSource(PromptSource, Protocol):
     async def rollout_traces(
         self, target: LangfuseTarget, tags: tuple[str, ...], *, deadline: float
     ) -> list[TraceRecord]:
