@@ -35,6 +35,7 @@ from proxy_core.services.models import ModelResolver
 from proxy_core.services.preparation import RequestPreparer
 from proxy_core.services.projects import ProjectDirectory
 from proxy_core.services.prompts import PromptCache
+from proxy_core.services.response_cache import ResponseCache
 from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.scores import ScoresService
 from proxy_core.services.store import GuardedStore, RolloutStore
@@ -153,6 +154,7 @@ def create_app(
             governance=governance,
             sanitizer=sanitizer,
             preparer=RequestPreparer(governance, PromptCache(trace_source, settings.prompt_cache_ttl_s)),
+            cache=ResponseCache(store, settings.catalog.response_cache),
         )
         traces = TracesService(
             store=store,

@@ -149,12 +149,20 @@ class RouterSettings(_Strict):
         return names
 
 
+class ResponseCacheSettings(_Strict):
+    """An optional cache of identical non-streamed requests (off in the shipped configuration)."""
+
+    enabled: bool = False
+    ttl_s: int = Field(default=600, ge=1, le=7 * 86_400)
+
+
 class ModelCatalog(GovernanceConfig):
     """``config_no_cache.yaml``: which model names the gateway serves and how, plus governance."""
 
     model_list: tuple[Deployment, ...] = ()
     litellm_settings: LiteLLMSettings = Field(default_factory=LiteLLMSettings)
     router_settings: RouterSettings = Field(default_factory=RouterSettings)
+    response_cache: ResponseCacheSettings = Field(default_factory=ResponseCacheSettings)
     # LiteLLM proxy keys that have no meaning here; accepted so existing files load.
     general_settings: dict[str, Any] = Field(default_factory=dict)
 

@@ -52,6 +52,10 @@ def _kwargs(call: LlmCall, *, stream: bool) -> dict[str, Any]:
     )
     if call.extra_body:
         kwargs["extra_body"] = call.extra_body
+    if call.replay is not None:
+        kwargs["mock_response"] = litellm.ModelResponse(**call.replay)
+        if call.routed:  # a router group name is no LiteLLM model: replay as the model that answered
+            kwargs["model"] = f"openai/{call.replay.get('model') or call.model}"
     if call.api_key is not None:
         kwargs["api_key"] = call.api_key
     if call.api_base is not None:
@@ -195,7 +199,7 @@ class LiteLLMClient:
         self._router = router
 
     def _target(self, call: LlmCall) -> Any:
-        if call.routed:
+        if call.routed and call.replay is None:
             if self._router is None:
                 raise UpstreamError("No router is configured for this model.", code="router_missing")
             return self._router.acompletion

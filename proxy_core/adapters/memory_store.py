@@ -10,12 +10,15 @@ import time
 
 from proxy_core.services.store import RolloutStatus, Usage
 
+MAX_CACHED_RESPONSES = 10_000
+
 
 class MemoryRolloutStore:
     def __init__(self, *, ttl_s: int) -> None:
         self._ttl_s = ttl_s
         self._sets: dict[tuple[str, str], tuple[set[str], float]] = {}
         self._usage: dict[tuple[str, str], Usage] = {}
+        self._cache: dict[tuple[str, str], tuple[bytes, float]] = {}
 
     def _live(self, project_id: str, rollout_id: str) -> tuple[set[str], float] | None:
         entry = self._sets.get((project_id, rollout_id))
@@ -57,6 +60,21 @@ class MemoryRolloutStore:
             total.completion_tokens,
             total.cost_usd or 0.0,
         )
+
+    async def cached_response(self, project_id: str, key: str) -> bytes | None:
+        entry = self._cache.get((project_id, key))
+        if entry is None or entry[1] <= time.monotonic():
+            self._cache.pop((project_id, key), None)
+            return None
+        return entry[0]
+
+    async def cache_response(self, project_id: str, key: str, body: bytes, ttl_s: int) -> None:
+        now = time.monotonic()
+        if len(self._cache) >= MAX_CACHED_RESPONSES:
+            self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
+            if len(self._cache) >= MAX_CACHED_RESPONSES:
+                return
+        self._cache[(project_id, key)] = (body, now + ttl_s)
 
     async def ping(self) -> bool:
         return True

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from proxy_core.errors import StoreUnavailableError
-from proxy_core.services.store import RolloutStatus, Usage, rollout_key, usage_key
+from proxy_core.services.store import RolloutStatus, Usage, cache_key, rollout_key, usage_key
 
 MAX_CONNECTIONS = 64
 
@@ -86,6 +86,21 @@ class RedisRolloutStore:
             completion_tokens=int(totals.get("completion_tokens", 0)),
             cost_usd=float(totals.get("cost_usd", 0.0)),
         )
+
+    async def cached_response(self, project_id: str, key: str) -> bytes | None:
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                value = await self._client.get(cache_key(self._prefix, project_id, key))
+        except (RedisError, OSError, TimeoutError):
+            return None
+        return value.encode() if isinstance(value, str) else value
+
+    async def cache_response(self, project_id: str, key: str, body: bytes, ttl_s: int) -> None:
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                await self._client.set(cache_key(self._prefix, project_id, key), body, ex=ttl_s)
+        except (RedisError, OSError, TimeoutError):
+            return
 
     async def ping(self) -> bool:
         try:

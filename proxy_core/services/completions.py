@@ -26,6 +26,7 @@ from proxy_core.services.models import ModelResolver
 from proxy_core.services.paths import MetadataPath
 from proxy_core.services.preparation import RequestPreparer, take_variables
 from proxy_core.services.projects import ProjectDirectory, ResolvedProject
+from proxy_core.services.response_cache import ResponseCache
 from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.store import GuardedStore, Usage
 from proxy_core.services.streaming import open_stream, relay
@@ -60,6 +61,7 @@ class _Context:
     insertion_id: str | None
     governance: CallGovernance
     user_id: str | None
+    cache_allowed: bool = True
 
     @property
     def tracing(self) -> LangfuseTarget | None:
@@ -90,7 +92,9 @@ class CompletionService:
         governance: Governance,
         sanitizer: Sanitizer,
         preparer: RequestPreparer,
+        cache: ResponseCache,
     ) -> None:
+        self._cache = cache
         self._preparer = preparer
         self._governance = governance
         self._sanitizer = sanitizer
@@ -125,6 +129,7 @@ class CompletionService:
             insertion_id=str(uuid7()) if path.rollout is not None else None,
             governance=governance,
             user_id=header_user or request.params.get("user"),
+            cache_allowed=not _opts_out_of_cache(headers),
         )
         call = await self._build_call(context, request)
         if context.insertion_id is not None:
@@ -202,10 +207,15 @@ class CompletionService:
 
     async def _respond(self, context: _Context, call: LlmCall, stream: bool, outcome: CompletionOutcome) -> None:
         if not stream:
+            key = await self._cache.lookup(context.project.store_id, call, context.cache_allowed)
             completion = await self._llm.complete(call)
             await self._record(context, completion.info)
             outcome.body = completion.body
             outcome.headers.update(_info_headers(completion.info, with_cost=True))
+            if key is not None:
+                outcome.headers["x-cache"] = "hit" if call.replay is not None else "miss"
+                if call.replay is None:
+                    await self._cache.store(context.project.store_id, key, completion.body)
             return
         client_wants_usage = bool((call.params.get("stream_options") or {}).get("include_usage"))
         # Usage (and so cost) of a stream is only reported when asked for: the gateway always asks,
@@ -219,6 +229,11 @@ class CompletionService:
             await self._record(context, info)
 
         outcome.stream = relay(opened, on_complete=on_complete, strip_usage=not client_wants_usage)
+
+
+def _opts_out_of_cache(headers: Mapping[str, str]) -> bool:
+    values = (headers.get("cache-control", ""), headers.get("x-cache", ""))
+    return any("no-cache" in value.lower() or "no-store" in value.lower() for value in values)
 
 
 def _info_headers(info: CallInfo, *, with_cost: bool) -> dict[str, str]:

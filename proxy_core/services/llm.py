@@ -35,6 +35,8 @@ class LlmCall:
     max_retries: int = 0
     drop_params: bool = True
     routed: bool = False
+    # A cached answer to replay through LiteLLM (so it still gets its own trace); no provider call.
+    replay: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

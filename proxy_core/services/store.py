@@ -64,6 +64,19 @@ class RolloutStore(Protocol):
 
     async def aclose(self) -> None: ...
 
+    async def cached_response(self, project_id: str, key: str) -> bytes | None:
+        """A cached response body, or None (also when the store fails: a cache is optional)."""
+        ...
+
+    async def cache_response(self, project_id: str, key: str, body: bytes, ttl_s: int) -> None:
+        """Keep ``body`` for ``ttl_s``; failures are swallowed (a cache is optional)."""
+        ...
+
+
+def cache_key(prefix: str, project_id: str, digest: str) -> str:
+    """Response-cache entries are per project: one project never sees another's answers."""
+    return f"{prefix}:{project_id}:cache:{digest}"
+
 
 class CircuitBreaker:
     """Opens after ``threshold`` consecutive failures and stays open for ``cooldown_s``."""
@@ -134,6 +147,13 @@ class GuardedStore:
 
     async def ping(self) -> bool:
         return await self._inner.ping()
+
+    async def cached_response(self, project_id: str, key: str) -> bytes | None:
+        return None if self._breaker.is_open else await self._inner.cached_response(project_id, key)
+
+    async def cache_response(self, project_id: str, key: str, body: bytes, ttl_s: int) -> None:
+        if not self._breaker.is_open:
+            await self._inner.cache_response(project_id, key, body, ttl_s)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
