@@ -37,12 +37,12 @@ async def test_identical_requests_hit_the_cache(
     assert len(upstream_state.completion_requests) == 1
     ids = {first.headers["x-insertion-id"], second.headers["x-insertion-id"]}
     assert len(ids) == 2
-    langfuse.wait_for(
-        lambda: (
-            ids <= {i for t in langfuse.traces("proj-a") for i in t.tags if i in ids}
-            or all(any(f"insertion_id:{i}" in t.tags for t in langfuse.traces("proj-a")) for i in ids)
-        )
-    )
+
+    def both_traced() -> bool:
+        tags = {tag for trace in langfuse.traces("proj-a") for tag in trace.tags}
+        return {f"insertion_id:{i}" for i in ids} <= tags
+
+    langfuse.wait_for(both_traced, timeout=10)
 
     other_project = await post(cached, "proj-b", body)
     assert other_project.headers["x-cache"] == "miss", "one project must never see another's answers"
