@@ -229,6 +229,11 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
             export_timeout_millis=self._tuning.export_timeout_ms,
         )
 
+    def _maybe_log_raw_request(self, *args: Any, **kwargs: Any) -> None:
+        """No ``raw_gen_ai_request`` child span: it repeats the generation's input and output
+        verbatim (doubling export cost) and LiteLLM's own masking options do not cover it."""
+        return None
+
     def providers(self) -> list[Any]:
         with self._tracer_provider_cache_lock:
             return [entry.provider for entry in self._tracer_provider_cache.values()]
