@@ -27,7 +27,8 @@ class Services:
     shutting_down: bool = False
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Async on purpose: FastAPI runs a plain ``def`` dependency in a thread pool, per request."""
     services: Services = request.app.state.services
     return services
 
