@@ -12,18 +12,17 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
+from .dates import find_dates
+from .member_ids import compile_member_id_patterns, find_member_ids
 from .rules import (
     PLACEHOLDER,
     PLACEHOLDER_PREFIX,
     PRECEDENCE,
     Finding,
     PiiType,
-    compile_member_id_patterns,
     find_cards,
-    find_dates,
     find_emails,
     find_mbis,
-    find_member_ids,
     find_npis,
     find_phones,
     find_ssns,
