@@ -164,7 +164,15 @@ def create_app(
             max_poll_interval_s=settings.traces_poll_max_interval_s,
         )
         scores = ScoresService(source=trace_source, auth=auth_provider, projects=projects)
-        services = Services(settings, completions, traces, store, settings.catalog.public_model_names, scores)
+        services = Services(
+            settings,
+            completions,
+            traces,
+            store,
+            settings.catalog.public_model_names,
+            scores,
+            span_counts=tracing.counters.snapshot if tracing is not None else None,
+        )
         app.state.services = services
         app.state.tracing = tracing
         try:

@@ -8,6 +8,7 @@ from starlette.responses import Response, StreamingResponse
 
 from proxy_core.api.body import read_json_body
 from proxy_core.api.deps import Services
+from proxy_core.api.disconnect import until_disconnect
 from proxy_core.services import sse
 from proxy_core.services.chat_request import parse_json_body
 from proxy_core.services.paths import MetadataPath
@@ -15,7 +16,7 @@ from proxy_core.services.paths import MetadataPath
 
 async def handle_chat(request: Request, services: Services, target: MetadataPath) -> Response:
     body = await read_json_body(request, services.settings.max_body_bytes)
-    outcome = await services.completions.create(target, request.headers, body)
+    outcome = await until_disconnect(request, services.completions.create(target, request.headers, body))
     if outcome.stream is not None:
         return StreamingResponse(outcome.stream, media_type=sse.MEDIA_TYPE, headers=outcome.headers)
     return Response(orjson.dumps(outcome.body), media_type="application/json", headers=outcome.headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -24,6 +25,7 @@ class Services:
     store: GuardedStore
     model_names: tuple[str, ...]
     scores: ScoresService
+    span_counts: Callable[[], dict[str, int]] | None = None
     shutting_down: bool = False
 
 

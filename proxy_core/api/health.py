@@ -21,12 +21,17 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(services: ServicesDep) -> JSONResponse:
-    """Readiness: 200 only when the rollout store answers and the gateway is not draining."""
+    """Readiness: 200 only when the rollout store answers and the gateway is not draining.
+
+    ``spans`` counts what the trace exporters did since start-up (exported, failed, discarded):
+    trace loss shows up here as a number instead of a silence.
+    """
+    spans = services.span_counts() if services.span_counts is not None else None
     if services.shutting_down:
-        return JSONResponse({"status": "shutting_down"}, status_code=503)
+        return JSONResponse({"status": "shutting_down", "spans": spans}, status_code=503)
     if not await services.store.ping():
-        return JSONResponse({"status": "unavailable", "store": "down"}, status_code=503)
-    return JSONResponse({"status": "ready", "store": "up"})
+        return JSONResponse({"status": "unavailable", "store": "down", "spans": spans}, status_code=503)
+    return JSONResponse({"status": "ready", "store": "up", "spans": spans})
 
 
 @router.get("/v1/models")

@@ -123,7 +123,9 @@ def test_provider_specific_params_travel_in_the_body(gateway: Gateway, upstream_
 async def test_health_ready_models(gateway: Gateway) -> None:
     async with httpx.AsyncClient(base_url=gateway.url) as http:
         assert (await http.get("/health")).json() == {"status": "healthy", "service": "metadata-proxy"}
-        assert (await http.get("/ready")).status_code == 200
+        ready = await http.get("/ready")
+        assert ready.status_code == 200
+        assert set(ready.json()["spans"]) == {"exported", "failed", "discarded"}
         models = (await http.get("/v1/models")).json()
         assert [m["id"] for m in models["data"]] == ["fake", "fake-keyed", "demo"]
         missing = await http.get("/nope")

@@ -97,3 +97,18 @@ async def test_provider_that_never_answers_is_504(
     response, _ = await frames_of(gateway, f"/{rollout_path('r-h')}/chat/completions", "[[hang]]")
     assert response.status_code == 504
     assert time.monotonic() - started < 5
+
+
+async def test_client_giving_up_on_a_slow_completion_cancels_the_provider_call(
+    gateway: Gateway, upstream_state: UpstreamState, redis_client: redis.asyncio.Redis, key_prefix: str
+) -> None:
+    rollout = f"r-{uuid.uuid4().hex[:8]}"
+    body = {"model": "fake", "messages": [{"role": "user", "content": "[[hang]]"}]}
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=0.5, headers={"authorization": "Bearer k"}) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(f"/{rollout_path(rollout)}/chat/completions", json=body)
+    deadline = time.monotonic() + 3
+    while not upstream_state.aborted and time.monotonic() < deadline:  # noqa: ASYNC110 (state of another thread)
+        await asyncio.sleep(0.05)
+    assert len(upstream_state.aborted) == 1
+    assert await redis_client.smembers(f"{key_prefix}:proj-a:rollout:{rollout}") == set()
