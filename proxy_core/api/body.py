@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
+from proxy_core.api.disconnect import ClientDisconnectedError
 from proxy_core.errors import InvalidRequestError, PayloadTooLargeError
 
 
@@ -23,9 +25,12 @@ async def read_json_body(request: Request, limit: int) -> bytes:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnectedError("The client went away before sending its whole request.") from None
     return b"".join(chunks)

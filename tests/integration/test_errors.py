@@ -258,3 +258,20 @@ async def test_api_keys_bind_projects(gateway_factory: GatewayFactory, upstream_
         gateway.client(rollout_path("r1"), api_key="wrong-key-0000000000").chat.completions.create(
             model="fake", messages=USER
         )
+
+
+async def test_client_leaving_mid_body_is_not_an_error(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    host, port = gateway.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 1000\r\n\r\n{"model":'
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+    await asyncio.sleep(0.3)
+    assert "unhandled error" not in caplog.text
+    assert (await post(gateway, "/v1/chat/completions", json=BODY)).status_code == 200
