@@ -264,7 +264,7 @@ async def test_client_leaving_mid_body_is_not_an_error(gateway: Gateway, caplog:
     import asyncio
 
     host, port = gateway.url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
+    _reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b'Content-Length: 1000\r\n\r\n{"model":'
