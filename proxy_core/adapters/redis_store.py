@@ -1,7 +1,8 @@
 """The rollout store on Redis (``redis.asyncio``).
 
 Each rollout is a SET of insertion ids under ``{prefix}:{project}:rollout:{rollout_id}``; a write
-is ``SADD`` + ``EXPIRE`` in one MULTI round trip, so no key ever lives without a TTL. Every call
+is one Lua script (``SADD`` + ``EXPIRE``, plus the usage totals), atomic and a single round
+trip, so no key ever lives without a TTL. Every call
 is bounded by a short socket timeout and at most one immediate retry (a pooled connection may
 be stale after a Redis restart), so a dead or frozen Redis costs a request well under a second.
 """
@@ -19,6 +20,17 @@ from proxy_core.errors import StoreUnavailableError
 from proxy_core.services.store import RolloutStatus, Usage, cache_key, rollout_key, usage_key
 
 MAX_CONNECTIONS = 64
+# One atomic command per completion: the id joins the rollout's set, the usage totals grow, and
+# both keys get the TTL (a script runs atomically, like MULTI/EXEC, in a single round trip).
+RECORD_SCRIPT = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'prompt_tokens', ARGV[3])
+redis.call('HINCRBY', KEYS[2], 'completion_tokens', ARGV[4])
+redis.call('HINCRBYFLOAT', KEYS[2], 'cost_usd', ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
 
 
 class RedisRolloutStore:
@@ -39,6 +51,7 @@ class RedisRolloutStore:
             timeout=self._deadline_s,
         )
         self._client: Redis = Redis(connection_pool=pool)
+        self._record_script = self._client.register_script(RECORD_SCRIPT)
 
     def _key(self, project_id: str, rollout_id: str) -> str:
         return rollout_key(self._prefix, project_id, rollout_id)
@@ -46,17 +59,12 @@ class RedisRolloutStore:
     async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None:
         key = self._key(project_id, rollout_id)
         try:
+            usage = usage or Usage()
             async with asyncio.timeout(self._deadline_s):
-                async with self._client.pipeline(transaction=True) as pipe:
-                    pipe.sadd(key, insertion_id)
-                    pipe.expire(key, self._ttl_s)
-                    if usage is not None:
-                        totals = usage_key(self._prefix, project_id, rollout_id)
-                        pipe.hincrby(totals, "prompt_tokens", usage.prompt_tokens)
-                        pipe.hincrby(totals, "completion_tokens", usage.completion_tokens)
-                        pipe.hincrbyfloat(totals, "cost_usd", usage.cost_usd or 0.0)
-                        pipe.expire(totals, self._ttl_s)
-                    await pipe.execute()
+                await self._record_script(
+                    keys=[key, usage_key(self._prefix, project_id, rollout_id)],
+                    args=[insertion_id, self._ttl_s, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd or 0],
+                )
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailableError(f"Could not record the insertion id ({type(exc).__name__}).") from exc
 

@@ -28,6 +28,7 @@ async def test_record_writes_a_set_with_a_ttl(
         key = f"{key_prefix}:proj:rollout:r1"
         assert await redis_client.smembers(key) == {"id-a", "id-b"}
         assert 0 < await redis_client.ttl(key) <= 120
+        assert 0 < await redis_client.ttl(f"{key}:usage") <= 120, "every key the gateway writes expires"
         assert await store.insertion_ids("proj", "r1") == {"id-a", "id-b"}
         assert await store.insertion_ids("other", "r1") == set()
         status = await store.status("proj", "r1")
