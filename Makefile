@@ -6,7 +6,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: run test lint typecheck unit redis clean
+.PHONY: run test lint typecheck unit redis bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ test: $(DEV_STAMP) redis lint typecheck  ## lint, type-check and run every test
 
 unit: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
+bench:  ## the performance suite against the LiteLLM proxy and a bare SDK app (bench/README.md)
+	$(MAKE) -C bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,45 @@
+"""The floor: the least an HTTP app on the LiteLLM SDK can do per completion.
+
+One FastAPI route that passes the body to ``litellm.acompletion`` and returns its answer as
+JSON, or as server-sent events when ``stream`` is set. No validation, tracing or storage: any
+gateway built on the SDK costs at least this much, so the gateway's CPU is compared with it.
+``BENCH_FLOOR_MODELS`` maps each model name to its upstream base URL (JSON object).
+"""
+
+import json
+import os
+from collections.abc import AsyncIterator
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import litellm
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
+
+litellm.suppress_debug_info = True
+MODELS: dict[str, str] = json.loads(os.environ.get("BENCH_FLOOR_MODELS", "{}"))
+app = FastAPI()
+
+
+@app.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.post("/v1/chat/completions")
+async def chat(request: Request) -> Response:
+    body = await request.json()
+    api_base = MODELS[body.pop("model")]
+    kwargs = {**body, "model": "openai/fake-model", "api_base": api_base, "api_key": "sk-bench", "max_retries": 0}
+    if not body.get("stream"):
+        answer = await litellm.acompletion(**kwargs)
+        return Response(orjson.dumps(answer.model_dump()), media_type="application/json")
+    stream = await litellm.acompletion(**kwargs)
+
+    async def events() -> AsyncIterator[bytes]:
+        async for chunk in stream:
+            yield b"data: " + orjson.dumps(chunk.model_dump()) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
