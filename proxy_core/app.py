@@ -135,7 +135,7 @@ def create_app(
                     batch_delay_ms=settings.tracing_batch_delay_ms,
                     export_timeout_ms=settings.tracing_export_timeout_ms,
                 ),
-                redaction=sanitizer.span_redactors,
+                redaction=sanitizer.span_redaction,
             )
             tracing.register()
         else:

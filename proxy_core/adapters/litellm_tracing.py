@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import Status
 
 from proxy_core.services.chat_request import RESERVED_TAG_PREFIXES
+from proxy_core.services.sanitizer import SpanRedaction
 
 logger = logging.getLogger("proxy_core.tracing")
 TAGS_ATTRIBUTE = "langfuse.trace.tags"
@@ -95,8 +96,13 @@ class _CountingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
-SpanRedactorFactory = Callable[[], Callable[[str], str]]
-RedactionLookup = Callable[[str], SpanRedactorFactory | None]
+RedactionLookup = Callable[[str], SpanRedaction | None]
+# Attributes that carry what the provider sent back (and error texts, which may quote it).
+OUTPUT_MARKERS = ("output", "completion", "choices", "error", "exception")
+
+
+def _carries_output(key: str) -> bool:
+    return any(marker in key for marker in OUTPUT_MARKERS)
 
 
 def _redact_value(value: Any, redact: Callable[[str], str]) -> Any:
@@ -122,12 +128,18 @@ def _redact_tags(raw: Any, redact: Callable[[str], str]) -> Any:
     return json.dumps(kept)
 
 
-def _redacted_span(span: ReadableSpan, redact: Callable[[str], str]) -> ReadableSpan:
-    """A copy of ``span`` whose every string attribute, event attribute and status text is redacted."""
-    attributes = {
-        key: _redact_tags(value, redact) if key == TAGS_ATTRIBUTE else _redact_value(value, redact)
-        for key, value in (span.attributes or {}).items()
-    }
+def _redacted_span(span: ReadableSpan, redact: Callable[[str], str], outputs_only: bool) -> ReadableSpan:
+    """A copy of ``span`` with its string attributes (all, or the output ones), event attributes
+    and status text redacted."""
+
+    def redacted(key: str, value: Any) -> Any:
+        if key == TAGS_ATTRIBUTE:
+            return _redact_tags(value, redact)
+        if outputs_only and not _carries_output(key):
+            return value
+        return _redact_value(value, redact)
+
+    attributes = {key: redacted(key, value) for key, value in (span.attributes or {}).items()}
     events = [
         Event(event.name, {k: _redact_value(v, redact) for k, v in (event.attributes or {}).items()}, event.timestamp)
         for event in span.events
@@ -154,13 +166,14 @@ def _redacted_span(span: ReadableSpan, redact: Callable[[str], str]) -> Readable
 class _RedactingExporter(SpanExporter):
     """Redacts each span before it leaves the process; a span that cannot be redacted is dropped."""
 
-    def __init__(self, inner: SpanExporter, redactors: SpanRedactorFactory) -> None:
+    def __init__(self, inner: SpanExporter, redaction: SpanRedaction) -> None:
         self._inner = inner
-        self._redactors = redactors
+        self._redaction = redaction
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        redaction = self._redaction
         try:
-            redacted = [_redacted_span(span, self._redactors()) for span in spans]
+            redacted = [_redacted_span(s, redaction.new_redactor(), redaction.outputs_only) for s in spans]
         except Exception:
             logger.error("span redaction failed; %d spans dropped instead of exported unredacted", len(spans))
             return SpanExportResult.FAILURE
@@ -219,9 +232,9 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
         exporter: SpanExporter = OTLPSpanExporter(
             endpoint=endpoint, headers=headers, timeout=self._tuning.export_timeout_ms / 1000
         )
-        redactors = self._redaction(_public_key(headers))
-        if redactors is not None:
-            exporter = _RedactingExporter(exporter, redactors)
+        redaction = self._redaction(_public_key(headers))
+        if redaction is not None:
+            exporter = _RedactingExporter(exporter, redaction)
         return BatchSpanProcessor(
             _CountingExporter(exporter, self._counters),
             max_queue_size=self._tuning.queue_size,

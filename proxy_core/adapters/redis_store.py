@@ -20,6 +20,7 @@ from proxy_core.errors import StoreUnavailableError
 from proxy_core.services.store import RolloutStatus, Usage, cache_key, rollout_key, usage_key
 
 MAX_CONNECTIONS = 64
+OVERLOAD_ALLOWANCE_S = 3.0
 # One atomic command per completion: the id joins the rollout's set, the usage totals grow, and
 # both keys get the TTL (a script runs atomically, like MULTI/EXEC, in a single round trip).
 RECORD_SCRIPT = """
@@ -37,7 +38,11 @@ class RedisRolloutStore:
     def __init__(self, url: str, *, prefix: str, ttl_s: int, timeout_s: float) -> None:
         self._prefix = prefix
         self._ttl_s = ttl_s
-        self._deadline_s = timeout_s * 2 + 0.1
+        # The socket timeouts bound each round trip (a frozen Redis fails in ~2 × timeout_s). This
+        # outer deadline is only a safety net: it also counts waiting for a pooled connection and
+        # event-loop delay, which under CPU overload are not the store's fault and must not trip
+        # the circuit breaker.
+        self._deadline_s = timeout_s * 2 + OVERLOAD_ALLOWANCE_S
         # A bounded pool that makes bursts queue for a connection (each round trip is short)
         # instead of opening hundreds of sockets at once.
         pool = BlockingConnectionPool.from_url(

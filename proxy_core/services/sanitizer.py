@@ -4,7 +4,7 @@
   provider, the trace and every log see placeholders only.
 * ``trace_only``: the provider receives the original text (e.g. under a BAA); only traces and
   logs are redacted.
-* In both modes every span is redacted once more as it is exported (``span_redactors``): this
+* In both modes spans are redacted once more as they are exported (``span_redaction``): this
   catches what a model echoes back in its output and what LiteLLM copies into its raw-request
   child span, which its own masking options do not cover.
 
@@ -15,6 +15,7 @@ and a span whose redaction fails is dropped rather than exported.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from proxy_core.errors import SanitizerError
@@ -22,7 +23,19 @@ from proxy_core.policy_config import GovernanceConfig, PiiPolicy
 from proxy_core.services.pii import PiiEngineError, PiiRedactor, PlaceholderMemo, redact_chat_body
 
 TextRedactor = Callable[[str], str]
-SpanRedactorFactory = Callable[[], TextRedactor]
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRedaction:
+    """How to redact one project's spans at export.
+
+    ``new_redactor`` is called once per span, so one value gets one placeholder within a span.
+    ``outputs_only``: in ``redact`` mode everything the gateway sent was already redacted, so only
+    what came back (outputs) can hold new PII; in ``trace_only`` mode every attribute is redacted.
+    """
+
+    new_redactor: Callable[[], TextRedactor]
+    outputs_only: bool
 
 
 class Sanitizer:
@@ -55,11 +68,8 @@ class Sanitizer:
         except PiiEngineError:
             raise SanitizerError("The request could not be sanitized; it was not forwarded.") from None
 
-    def span_redactors(self, public_key: str) -> SpanRedactorFactory | None:
-        """Export-stage redaction for spans sent with ``public_key`` (None when PII is off).
-
-        The factory is called once per span, so one value gets one placeholder within a span.
-        """
+    def span_redaction(self, public_key: str) -> SpanRedaction | None:
+        """Export-stage redaction for spans sent with ``public_key`` (None when PII is off)."""
         project_id = self._public_keys.get(public_key)
         policy = self._config.pii_for(project_id) if project_id is not None else self._config.pii_defaults
         if policy.mode == "off":
@@ -70,4 +80,4 @@ class Sanitizer:
             memo = PlaceholderMemo()
             return lambda text: redactor.redact(text, memo)
 
-        return for_one_span
+        return SpanRedaction(for_one_span, outputs_only=policy.mode == "redact")
