@@ -182,3 +182,40 @@ def test_runs_with_no_configuration_at_all(tmp_path: Path) -> None:
     finally:
         gateway.terminate()
         gateway.kill()
+
+
+def test_rate_limits_hold_across_two_gateway_processes(
+    fakes: tuple[ServerThread, UpstreamState, ServerThread, LangfuseState],
+    tmp_path: Path,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    """Two processes, one Redis: the Router's per-minute counters are shared, not per process."""
+    upstream = fakes[0]
+    deployment_id = f"limited-{key_prefix}"
+    catalog = tmp_path / "models.yaml"
+    catalog.write_text(
+        "model_list:\n  - model_name: limited\n"
+        f"    litellm_params: {{model: openai/fake-model, api_base: '{upstream.url}/v1', api_key: k, rpm: 4}}\n"
+        f"    model_info: {{id: {deployment_id}}}\n"
+        "router_settings: {routing_strategy: usage-based-routing-v2}\n"
+    )
+    env = {"GATEWAY_CONFIG": str(catalog), "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": key_prefix}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    gateways = [GatewayProcess(env, tmp_path / name) for name in ("a", "b")]
+    try:
+        for gateway in gateways:
+            gateway.wait_ready()
+        body = {"model": "limited", "messages": [{"role": "user", "content": "hi"}]}
+        statuses = []
+        for gateway in gateways * 3:
+            statuses.append(httpx.post(f"{gateway.url}/v1/chat/completions", json=body, timeout=30).status_code)
+        assert statuses[0] == 200
+        assert statuses.count(200) <= 4, f"each process let its own quota through: {statuses}"
+        refused = httpx.post(f"{gateways[1].url}/v1/chat/completions", json=body, timeout=30)
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+    finally:
+        for gateway in gateways:
+            gateway.kill()
