@@ -73,6 +73,24 @@ def _observation(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _trace(row: dict[str, Any], *, trace_id: str, name: Any, tags: Any, timestamp: Any) -> TraceRecord:
+    """The fields both read APIs name alike (user, session, input/output, metadata, release …)."""
+    return TraceRecord(
+        id=trace_id,
+        name=name,
+        user_id=row.get("userId"),
+        session_id=row.get("sessionId"),
+        tags=list(tags or []),
+        timestamp=str(timestamp),
+        input=_maybe_json(row.get("input")),
+        output=_maybe_json(row.get("output")),
+        metadata=row.get("metadata") or {},
+        environment=row.get("environment"),
+        version=row.get("version"),
+        release=row.get("release"),
+    )
+
+
 def traces_from_observations(rows: list[dict[str, Any]]) -> list[TraceRecord]:
     """Group v2 observation rows by trace; trace-level fields live on the root observation."""
     by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -82,41 +100,22 @@ def traces_from_observations(rows: list[dict[str, Any]]) -> list[TraceRecord]:
     for trace_id, observations in by_trace.items():
         observations.sort(key=lambda r: str(r.get("startTime") or ""))
         root = next((r for r in observations if not r.get("parentObservationId")), observations[0])
-        traces.append(
-            TraceRecord(
-                id=trace_id,
-                name=root.get("traceName") or root.get("name"),
-                user_id=root.get("userId"),
-                session_id=root.get("sessionId"),
-                tags=list(root.get("tags") or root.get("traceTags") or []),
-                timestamp=str(root.get("startTime")),
-                input=_maybe_json(root.get("input")),
-                output=_maybe_json(root.get("output")),
-                metadata=root.get("metadata") or {},
-                environment=root.get("environment"),
-                version=root.get("version"),
-                release=root.get("release"),
-                observations=[_observation(r) for r in observations],
-            )
+        trace = _trace(
+            root,
+            trace_id=trace_id,
+            name=root.get("traceName") or root.get("name"),
+            tags=root.get("tags") or root.get("traceTags"),
+            timestamp=root.get("startTime"),
         )
+        trace.observations = [_observation(r) for r in observations]
+        traces.append(trace)
     return traces
 
 
 def trace_from_legacy(row: dict[str, Any]) -> TraceRecord:
     """A legacy list row; it carries observation ids only, so no observation bodies are returned."""
-    return TraceRecord(
-        id=str(row.get("id")),
-        name=row.get("name"),
-        user_id=row.get("userId"),
-        session_id=row.get("sessionId"),
-        tags=list(row.get("tags") or []),
-        timestamp=str(row.get("timestamp")),
-        input=_maybe_json(row.get("input")),
-        output=_maybe_json(row.get("output")),
-        metadata=row.get("metadata") or {},
-        environment=row.get("environment"),
-        version=row.get("version"),
-        release=row.get("release"),
+    return _trace(
+        row, trace_id=str(row.get("id")), name=row.get("name"), tags=row.get("tags"), timestamp=row.get("timestamp")
     )
 
 
