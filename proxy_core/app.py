@@ -143,8 +143,14 @@ def create_app(
         store = GuardedStore(store_factory(settings))
         trace_source = trace_source_factory(settings)
         governance = Governance(settings.catalog, settings.environment)
+        owned: LiteLLMClient | None = None
+        llm_client: LlmClient
+        if llm is None:
+            llm_client = owned = LiteLLMClient(build_router(settings.catalog, redis_url(settings)))
+        else:
+            llm_client = llm
         completions = CompletionService(
-            llm=llm or LiteLLMClient(build_router(settings.catalog, redis_url(settings))),
+            llm=llm_client,
             store=store,
             auth=auth_provider,
             projects=projects,
@@ -183,6 +189,8 @@ def create_app(
                 await tracing.aclose(settings.shutdown_flush_timeout_s)
             await trace_source.aclose()
             await store.aclose()
+            if owned is not None:
+                owned.close()
 
     app = FastAPI(
         title="proxy-core",

@@ -198,6 +198,12 @@ class LiteLLMClient:
     def __init__(self, router: litellm.Router | None = None) -> None:
         self._router = router
 
+    def close(self) -> None:
+        """Unhook the Router's callbacks from LiteLLM's global lists (they outlive the Router)."""
+        if self._router is not None:
+            self._router.discard()
+            self._router = None
+
     def _target(self, call: LlmCall) -> Any:
         if call.routed and call.replay is None:
             if self._router is None:
