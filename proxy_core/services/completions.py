@@ -24,7 +24,7 @@ from proxy_core.services.governance import CallGovernance, Governance
 from proxy_core.services.llm import CallInfo, LangfuseTarget, LlmCall, LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.paths import MetadataPath
-from proxy_core.services.preparation import RequestPreparer, take_variables
+from proxy_core.services.preparation import Prepared, RequestPreparer, take_variables
 from proxy_core.services.projects import ProjectDirectory, ResolvedProject
 from proxy_core.services.response_cache import ResponseCache
 from proxy_core.services.sanitizer import Sanitizer
@@ -110,6 +110,23 @@ class CompletionService:
         principal = await self._auth.authenticate(headers)
         principal.require(self._projects.effective_id(path.project_id))
         project = self._projects.resolve(path.project_id)
+        request, prepared, context = await self._understand(path, headers, raw_body, principal, project)
+        call = await self._build_call(context, request)
+        if context.insertion_id is not None:
+            self._store.ensure_available()
+        outcome = CompletionOutcome(headers=_outcome_headers(context, prepared))
+        await self._respond(context, call, request.stream, outcome)
+        return outcome
+
+    async def _understand(
+        self,
+        path: MetadataPath,
+        headers: Mapping[str, str],
+        raw_body: bytes,
+        principal: Principal,
+        project: ResolvedProject,
+    ) -> tuple[ChatRequest, Prepared, _Context]:
+        """Validate, prepare (experiments, prompts), sanitize, and apply the project's rules."""
         body = parse_json_body(raw_body)
         variables = take_variables(body)
         parse_chat_request(body)  # every client error is a 400 before the sanitizer runs
@@ -121,29 +138,16 @@ class CompletionService:
         request = parse_chat_request(self._sanitizer.sanitize_request(project.store_id, prepared.body))
         request.client_tags.extend(prepared.trace_tags())
         request.client_metadata.update(prepared.trace_metadata())
-        governance = self._governance.apply(project.store_id, headers, request.client_metadata, session_id)
         context = _Context(
             path=path,
             project=project,
             principal=principal,
             insertion_id=str(uuid7()) if path.rollout is not None else None,
-            governance=governance,
+            governance=self._governance.apply(project.store_id, headers, request.client_metadata, session_id),
             user_id=header_user or request.params.get("user"),
             cache_allowed=not _opts_out_of_cache(headers),
         )
-        call = await self._build_call(context, request)
-        if context.insertion_id is not None:
-            self._store.ensure_available()
-        outcome = CompletionOutcome()
-        if context.insertion_id is not None:
-            outcome.headers["x-insertion-id"] = context.insertion_id
-        if governance.session_generated and governance.session_id is not None:
-            outcome.headers["x-session-id"] = governance.session_id
-        variant = prepared.variant_header()
-        if variant is not None:
-            outcome.headers["x-experiment-variant"] = variant
-        await self._respond(context, call, request.stream, outcome)
-        return outcome
+        return request, prepared, context
 
     async def _build_call(self, context: _Context, request: ChatRequest) -> LlmCall:
         resolved = self._models.resolve(request.model)
@@ -229,6 +233,19 @@ class CompletionService:
             await self._record(context, info)
 
         outcome.stream = relay(opened, on_complete=on_complete, strip_usage=not client_wants_usage)
+
+
+def _outcome_headers(context: _Context, prepared: Prepared) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if context.insertion_id is not None:
+        headers["x-insertion-id"] = context.insertion_id
+    governance = context.governance
+    if governance.session_generated and governance.session_id is not None:
+        headers["x-session-id"] = governance.session_id
+    variant = prepared.variant_header()
+    if variant is not None:
+        headers["x-experiment-variant"] = variant
+    return headers
 
 
 def _opts_out_of_cache(headers: Mapping[str, str]) -> bool:
