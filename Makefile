@@ -6,7 +6,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: run test lint typecheck unit redis bench clean
+.PHONY: run test lint typecheck unit redis bench compat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,5 +42,14 @@ unit: $(DEV_STAMP)
 bench:  ## the performance suite against the LiteLLM proxy and a bare SDK app (bench/README.md)
 	$(MAKE) -C bench
 
+COMPAT_VENV := .venv-compat
+
+$(COMPAT_VENV)/bin/python:
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q eval-protocol==0.3.33
+
+compat: $(DEV_STAMP) $(COMPAT_VENV)/bin/python redis  ## the eval-protocol client (own venv) against the gateway
+	$(BIN)/python compat/check.py $(COMPAT_VENV)/bin/python
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(COMPAT_VENV) .mypy_cache .ruff_cache .pytest_cache
