@@ -25,7 +25,7 @@ from proxy_core.services.llm import CallInfo, LangfuseTarget, LlmCall, LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.paths import MetadataPath
 from proxy_core.services.preparation import Prepared, RequestPreparer, take_variables
-from proxy_core.services.projects import ProjectDirectory, ResolvedProject
+from proxy_core.services.projects import ProjectDirectory, ResolvedProject, authorize
 from proxy_core.services.response_cache import ResponseCache
 from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.store import GuardedStore, Usage
@@ -107,9 +107,7 @@ class CompletionService:
         self._policy = policy
 
     async def create(self, path: MetadataPath, headers: Mapping[str, str], raw_body: bytes) -> CompletionOutcome:
-        principal = await self._auth.authenticate(headers)
-        principal.require(self._projects.effective_id(path.project_id))
-        project = self._projects.resolve(path.project_id)
+        principal, project = await authorize(self._auth, self._projects, headers, path.project_id)
         request, prepared, context = await self._understand(path, headers, raw_body, principal, project)
         call = await self._build_call(context, request)
         if context.insertion_id is not None:

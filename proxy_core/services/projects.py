@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from proxy_core.config_files import LangfuseProject
 from proxy_core.errors import NotFoundError
+from proxy_core.services.auth import AuthProvider, Principal
 from proxy_core.services.llm import LangfuseTarget
 
 UNCONFIGURED_PROJECT = "default"
@@ -58,3 +59,19 @@ class ProjectDirectory:
                 code="project_not_found",
             )
         return ResolvedProject(project_id, target)
+
+
+async def authorize(
+    auth: AuthProvider, projects: ProjectDirectory, headers: Mapping[str, str], project_id: str | None
+) -> tuple[Principal, ResolvedProject]:
+    """Who is calling, and the project they named (or the default) if they may use it: 401/403/404."""
+    principal = await auth.authenticate(headers)
+    principal.require(projects.effective_id(project_id))
+    return principal, projects.resolve(project_id)
+
+
+def require_tracing(project: ResolvedProject) -> LangfuseTarget:
+    """The project's Langfuse target, for features that read or write Langfuse; 404 without one."""
+    if project.tracing is None:
+        raise NotFoundError("No Langfuse project is configured on this gateway.", code="project_not_found")
+    return project.tracing

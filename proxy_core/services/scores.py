@@ -15,7 +15,7 @@ from proxy_core.ids import validate_identifier
 from proxy_core.retry import RetryableError, retrying
 from proxy_core.services.auth import AuthProvider
 from proxy_core.services.llm import LangfuseTarget
-from proxy_core.services.projects import ProjectDirectory
+from proxy_core.services.projects import ProjectDirectory, authorize, require_tracing
 from proxy_core.services.trace_source import INSERTION_TAG, TraceSource
 
 DATA_TYPES = frozenset({"NUMERIC", "BOOLEAN", "CATEGORICAL"})
@@ -74,12 +74,8 @@ class ScoresService:
         self, headers: Mapping[str, str], path_project: str | None, body: dict[str, Any]
     ) -> dict[str, Any]:
         trace_id, insertion_id, fields = parse_score(body)
-        principal = await self._auth.authenticate(headers)
-        principal.require(self._projects.effective_id(path_project))
-        project = self._projects.resolve(path_project)
-        if project.tracing is None:
-            raise NotFoundError("No Langfuse project is configured on this gateway.", code="project_not_found")
-        target = project.tracing
+        _, project = await authorize(self._auth, self._projects, headers, path_project)
+        target = require_tracing(project)
         deadline = time.monotonic() + SCORE_DEADLINE_S
         try:
             return await self._send(target, trace_id, insertion_id, fields, deadline)

@@ -22,7 +22,7 @@ from proxy_core.errors import NotFoundError, RateLimitError, UpstreamTimeoutErro
 from proxy_core.retry import RetryableError, retrying
 from proxy_core.services.auth import AuthProvider
 from proxy_core.services.llm import LangfuseTarget
-from proxy_core.services.projects import ProjectDirectory
+from proxy_core.services.projects import ProjectDirectory, authorize, require_tracing
 from proxy_core.services.store import GuardedStore
 from proxy_core.services.trace_source import INSERTION_TAG, TraceRecord, TraceSource
 from proxy_core.services.traces_query import ROLLOUT_TAG, TracesQuery
@@ -120,12 +120,8 @@ class TracesService:
 
     async def _target(self, headers: Mapping[str, str], path_project: str | None, query: TracesQuery) -> LangfuseTarget:
         project_id = path_project if path_project is not None else query.project_id
-        principal = await self._auth.authenticate(headers)
-        principal.require(self._projects.effective_id(project_id))
-        project = self._projects.resolve(project_id)
-        if project.tracing is None:
-            raise NotFoundError("No Langfuse project is configured on this gateway.", code="project_not_found")
-        return project.tracing
+        _, project = await authorize(self._auth, self._projects, headers, project_id)
+        return require_tracing(project)
 
     async def _expected(self, project_id: str, rollout_id: str) -> set[str]:
         expected = await self._store.insertion_ids(project_id, rollout_id)
@@ -141,9 +137,7 @@ class TracesService:
         self, headers: Mapping[str, str], path_project: str | None, rollout_id: str
     ) -> dict[str, Any]:
         """What the store knows of a rollout, without touching Langfuse (cheap enough to poll)."""
-        principal = await self._auth.authenticate(headers)
-        principal.require(self._projects.effective_id(path_project))
-        project = self._projects.resolve(path_project)
+        _, project = await authorize(self._auth, self._projects, headers, path_project)
         status = await self._store.status(project.store_id, rollout_id)
         if status.count == 0:
             raise NotFoundError(
