@@ -21,6 +21,11 @@ from proxy_core.services.store import RolloutStatus, Usage, cache_key, rollout_k
 
 MAX_CONNECTIONS = 64
 OVERLOAD_ALLOWANCE_S = 3.0
+# Opening a TCP socket is bounded apart from round trips. The bound is a clock around the
+# event loop, so on a busy loop (a burst opening the pool's sockets at once, a long garbage
+# collection) a healthy Redis on loopback can miss a sub-second one; a refused port still
+# fails at once, and a frozen Redis is caught by the round-trip timeout after connecting.
+MIN_CONNECT_TIMEOUT_S = 2.0
 # One atomic command per completion: the id joins the rollout's set, the usage totals grow, and
 # both keys get the TTL (a script runs atomically, like MULTI/EXEC, in a single round trip).
 RECORD_SCRIPT = """
@@ -49,7 +54,7 @@ class RedisRolloutStore:
             url,
             decode_responses=True,
             socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
+            socket_connect_timeout=max(timeout_s, MIN_CONNECT_TIMEOUT_S),
             retry=Retry(NoBackoff(), 1),
             health_check_interval=30,
             max_connections=MAX_CONNECTIONS,
