@@ -12,6 +12,8 @@ import orjson
 import pytest
 import redis.asyncio
 
+from tests.fakes.langfuse_model import ObservationRecord
+from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.upstream import UpstreamState
 from tests.integration.conftest import Gateway, GatewayFactory, rollout_path
 
@@ -112,3 +114,25 @@ async def test_client_giving_up_on_a_slow_completion_cancels_the_provider_call(
         await asyncio.sleep(0.05)
     assert len(upstream_state.aborted) == 1
     assert await redis_client.smembers(f"{key_prefix}:proj-a:rollout:{rollout}") == set()
+
+
+async def test_a_streamed_completion_is_traced_whole(gateway: Gateway, langfuse: LangfuseState) -> None:
+    """The trace of a stream holds the whole answer and its usage."""
+    rollout = f"r-{uuid.uuid4().hex[:8]}"
+    response, frames = await frames_of(gateway, f"/{rollout_path(rollout)}/chat/completions", "[[chunks=7]] tell")
+    insertion_id = response.headers["x-insertion-id"]
+    payloads = [orjson.loads(frame.removeprefix(b"data: ")) for frame in frames[:-1]]
+    answer = "".join(c["choices"][0]["delta"].get("content") or "" for c in payloads if c["choices"])
+
+    def generation() -> ObservationRecord | None:
+        for trace in langfuse.traces("proj-a"):
+            if f"insertion_id:{insertion_id}" in trace.tags:
+                found = [o for o in langfuse.observations("proj-a", trace.id) if o.type == "GENERATION"]
+                return found[0] if found else None
+        return None
+
+    observation = langfuse.wait_for(generation, timeout=10)
+    assert answer
+    assert answer in orjson.dumps(observation.output).decode()
+    assert observation.usage_details.get("input", 0) > 0
+    assert observation.usage_details.get("output", 0) > 0

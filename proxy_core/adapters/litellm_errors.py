@@ -1,0 +1,86 @@
+"""LiteLLM's and the OpenAI SDK's exceptions translated, once, into the gateway's hierarchy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import litellm
+import openai
+
+from proxy_core.errors import AuthenticationError, GatewayError, UpstreamError, UpstreamTimeoutError
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "conflict_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def _retry_after(exc: Exception) -> dict[str, str]:
+    for source in (getattr(exc, "litellm_response_headers", None), getattr(exc, "response", None)):
+        headers: Mapping[str, Any] | None = getattr(source, "headers", source)
+        if headers is None or not hasattr(headers, "get"):
+            continue
+        value = headers.get("retry-after") or headers.get("Retry-After")
+        if value:
+            return {"Retry-After": str(value)}
+    return {}
+
+
+def _router_retry_after(exc: Exception) -> str:
+    """When the Router has no deployment left, its rpm/tpm windows reset on the next minute."""
+    message = str(exc)
+    if "No deployments available" in message or "rpm limit" in message or "tpm limit" in message:
+        return str(max(1, 60 - int(time.time()) % 60))
+    return "1"
+
+
+def _clean_message(exc: Exception) -> str:
+    message = str(getattr(exc, "message", None) or exc) or type(exc).__name__
+    return message.removeprefix("litellm.").strip()
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 16:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def translate_error(exc: Exception) -> GatewayError:
+    """Map a LiteLLM/OpenAI-SDK exception to the gateway's hierarchy, keeping the provider status.
+
+    LiteLLM reports a refused connection as a 500 "Connection error"; the cause chain tells a
+    provider that answered 500 apart from one that could not be reached (502) or was too slow (504).
+    """
+    if isinstance(exc, GatewayError):
+        return exc
+    causes = _causes(exc)
+    if any(isinstance(c, litellm.Timeout | openai.APITimeoutError | httpx.TimeoutException) for c in causes):
+        return UpstreamTimeoutError(f"The provider did not answer in time: {_clean_message(exc)}")
+    if any(isinstance(c, openai.APIConnectionError | httpx.TransportError) for c in causes):
+        return UpstreamError(f"Could not reach the provider: {_clean_message(exc)}", code="upstream_unreachable")
+    if any(type(c) is openai.OpenAIError for c in causes):
+        # The OpenAI SDK refuses to send a request without a key before any network I/O.
+        return AuthenticationError(
+            "No provider API key: send 'Authorization: Bearer <provider key>' or configure one on the server.",
+            code="missing_provider_key",
+        )
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status <= 599:
+        headers = _retry_after(exc) or ({"Retry-After": _router_retry_after(exc)} if status == 429 else {})
+        error = UpstreamError(_clean_message(exc), status_code=status, headers=headers)
+        error.error_type = _ERROR_TYPES.get(status, "upstream_error" if status >= 500 else "invalid_request_error")
+        error.code = f"upstream_{status}"
+        return error
+    return UpstreamError(f"The provider call failed: {_clean_message(exc)}")
