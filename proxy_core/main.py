@@ -7,6 +7,7 @@ environment through ``app_from_environment``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 
@@ -35,12 +36,33 @@ def configure_logging(level: str) -> None:
     )
 
 
+# Allocations between two collections of the youngest generation (CPython's default is 700).
+YOUNG_GENERATION_THRESHOLD = 7000
+
+
+def tune_garbage_collector() -> None:
+    """Keep the cycle collector off the objects built at start-up, and run it less often.
+
+    Importing LiteLLM leaves about a million long-lived objects. Unfrozen, every full
+    collection walks them all (a pause of ~0.4 s here, long enough to trip sub-second socket
+    timeouts), and at CPython's default threshold a completion's allocations trigger a young
+    collection every few requests. Frozen, with a 10× threshold, collection time per request
+    fell from about 0.6 ms to 0.3 ms under load (gc callbacks, c=16).
+    """
+    gc.collect()
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, YOUNG_GENERATION_THRESHOLD), middle, old)
+
+
 def app_from_environment() -> FastAPI:
     from proxy_core.app import create_app
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_garbage_collector()
+    return app
 
 
 def main() -> int:
