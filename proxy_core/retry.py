@@ -1,8 +1,8 @@
 """The gateway's one retry policy: bounded attempts, a total deadline, jittered backoff, Retry-After.
 
-Every place that waits and tries again (today: polling Langfuse until a rollout's traces are
-all visible) goes through ``retrying``, so backoff, deadlines and ``Retry-After`` handling are
-decided once. Built on tenacity.
+Every place that waits and tries again (polling Langfuse until a rollout's traces are all
+visible, and trace exporters delivering a batch) goes through ``retrying`` or its blocking twin,
+so backoff, deadlines and ``Retry-After`` handling are decided once. Built on tenacity.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
+    Retrying,
     retry_any,
     retry_base,
     retry_if_exception_type,
@@ -78,6 +79,27 @@ def retrying(
         retry=retry,
         reraise=True,
         retry_error_callback=_last_result,
+    )
+
+
+def retrying_blocking(
+    *,
+    deadline: float,
+    base_s: float = 0.25,
+    cap_s: float = 8.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Retrying:
+    """The blocking twin of ``retrying`` for code on threads of its own (trace exporters).
+
+    Retries ``RetryableError`` until ``deadline``, then raises the last one; ``sleep`` may
+    raise to abandon the wait (an exporter shutting down).
+    """
+    return Retrying(
+        stop=_StopAt(deadline),
+        wait=_wait(base_s, cap_s, deadline),
+        retry=retry_if_exception_type(RetryableError),
+        reraise=True,
+        sleep=sleep,
     )
 
 

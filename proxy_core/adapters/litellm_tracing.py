@@ -5,9 +5,10 @@ subclasses its logger to control those exporters:
 
 * spans of calls that carry no project credentials are discarded, never printed to stdout
   (LiteLLM's fallback is a console exporter that would write prompts into the gateway's logs);
-* each project's exporter gets an explicit queue size and batch delay, and is wrapped so the
-  gateway counts what it handed to the exporter, what Langfuse accepted and what failed —
-  trace loss becomes a number instead of a silence;
+* each project's exporter is the gateway's OTLP/JSON exporter (``otlp_json``: a fifth of the
+  protobuf encoder's CPU, the project's export-stage redaction applied while encoding), with an
+  explicit queue size and batch delay, wrapped so the gateway counts what it handed to the
+  exporter, what Langfuse accepted and what failed — trace loss becomes a number, not a silence;
 * shutdown force-flushes every project's queue within a bounded time, because uvicorn re-raises
   SIGTERM after a graceful stop and anything still queued would otherwise be lost.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import threading
 import time
@@ -28,21 +28,19 @@ import litellm
 from litellm.integrations.langfuse.langfuse_otel import LangfuseOtelLogger
 from litellm.integrations.opentelemetry import OpenTelemetryConfig
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.trace import Status
 
-from proxy_core.services.chat_request import RESERVED_TAG_PREFIXES
+from proxy_core.adapters.otlp_json import OtlpJsonExporter
+from proxy_core.adapters.span_redaction import SpanRedactor
 from proxy_core.services.sanitizer import SpanRedaction
 
 logger = logging.getLogger("proxy_core.tracing")
-TAGS_ATTRIBUTE = "langfuse.trace.tags"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,93 +95,6 @@ class _CountingExporter(SpanExporter):
 
 
 RedactionLookup = Callable[[str], SpanRedaction | None]
-# Attributes that carry what the provider sent back (and error texts, which may quote it).
-OUTPUT_MARKERS = ("output", "completion", "choices", "error", "exception")
-
-
-def _carries_output(key: str) -> bool:
-    return any(marker in key for marker in OUTPUT_MARKERS)
-
-
-def _redact_value(value: Any, redact: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, tuple | list):
-        return tuple(redact(item) if isinstance(item, str) else item for item in value)
-    return value
-
-
-def _redact_tags(raw: Any, redact: Callable[[str], str]) -> Any:
-    """Client tags are redacted; the gateway's own (``rollout_id:…``, ``insertion_id:…``) never are,
-    because ``/traces`` finds traces by them."""
-    if not isinstance(raw, str):
-        return _redact_value(raw, redact)
-    try:
-        tags = json.loads(raw)
-    except ValueError:
-        return redact(raw)
-    if not isinstance(tags, list):
-        return redact(raw)
-    kept = [t if isinstance(t, str) and t.startswith(RESERVED_TAG_PREFIXES) else _redact_value(t, redact) for t in tags]
-    return json.dumps(kept)
-
-
-def _redacted_span(span: ReadableSpan, redact: Callable[[str], str], outputs_only: bool) -> ReadableSpan:
-    """A copy of ``span`` with its string attributes (all, or the output ones), event attributes
-    and status text redacted."""
-
-    def redacted(key: str, value: Any) -> Any:
-        if key == TAGS_ATTRIBUTE:
-            return _redact_tags(value, redact)
-        if outputs_only and not _carries_output(key):
-            return value
-        return _redact_value(value, redact)
-
-    attributes = {key: redacted(key, value) for key, value in (span.attributes or {}).items()}
-    events = [
-        Event(event.name, {k: _redact_value(v, redact) for k, v in (event.attributes or {}).items()}, event.timestamp)
-        for event in span.events
-    ]
-    status = span.status
-    if status.description:
-        status = Status(status.status_code, redact(status.description))
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,
-        events=events,
-        links=span.links,
-        kind=span.kind,
-        status=status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
-
-
-class _RedactingExporter(SpanExporter):
-    """Redacts each span before it leaves the process; a span that cannot be redacted is dropped."""
-
-    def __init__(self, inner: SpanExporter, redaction: SpanRedaction) -> None:
-        self._inner = inner
-        self._redaction = redaction
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        redaction = self._redaction
-        try:
-            redacted = [_redacted_span(s, redaction.new_redactor(), redaction.outputs_only) for s in spans]
-        except Exception:
-            logger.error("span redaction failed; %d spans dropped instead of exported unredacted", len(spans))
-            return SpanExportResult.FAILURE
-        return self._inner.export(redacted)
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._inner.force_flush(timeout_millis)
 
 
 def _public_key(headers: dict[str, str]) -> str:
@@ -229,12 +140,13 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
             return SimpleSpanProcessor(_DiscardingExporter(self._counters))
         headers = self._get_headers_dictionary(headers=dynamic_headers or config_override.headers)
         endpoint = self._normalize_otel_endpoint(config_override.endpoint, "traces")
-        exporter: SpanExporter = OTLPSpanExporter(
-            endpoint=endpoint, headers=headers, timeout=self._tuning.export_timeout_ms / 1000
-        )
         redaction = self._redaction(_public_key(headers))
-        if redaction is not None:
-            exporter = _RedactingExporter(exporter, redaction)
+        exporter = OtlpJsonExporter(
+            endpoint,
+            headers,
+            self._tuning.export_timeout_ms / 1000,
+            (lambda: SpanRedactor(redaction)) if redaction is not None else (lambda: None),
+        )
         return BatchSpanProcessor(
             _CountingExporter(exporter, self._counters),
             max_queue_size=self._tuning.queue_size,
