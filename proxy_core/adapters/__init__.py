@@ -1,11 +1,20 @@
 """Adapters: one third-party library each, its errors translated into ``proxy_core.errors``.
 
-LiteLLM downloads its model price map when first imported unless told to use the copy it ships.
-Gateways often run without internet access, and a download at start-up would add seconds and a
-network dependency, so the switch is set here: Python runs this before any adapter module (and
-so before ``import litellm``).
+LiteLLM reads two settings from the environment once, when first imported, so their defaults
+are set here: Python runs this before any adapter module (and so before ``import litellm``).
+An operator's own value wins.
+
+* ``LITELLM_LOCAL_MODEL_COST_MAP``: LiteLLM downloads its model price map at import unless told
+  to use the copy it ships. Gateways often run without internet access, and a download at
+  start-up would add seconds and a network dependency.
+* ``AIOHTTP_KEEPALIVE_TIMEOUT``: LiteLLM keeps an idle provider connection for 120 s, but many
+  servers close idle connections after 5 s (uvicorn, Node.js; gunicorn after 2 s). A completion
+  sent on a connection the provider has already closed fails with "Connection reset by peer",
+  a 502 for a request that never reached the provider (seen under load whenever requests
+  queue for more than 5 s). Idle connections are kept 4 s.
 """
 
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("AIOHTTP_KEEPALIVE_TIMEOUT", "4")
