@@ -87,6 +87,7 @@ def main() -> int:
         http="httptools",
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.graceful_shutdown_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
         proxy_headers=False,
     )
     return 0

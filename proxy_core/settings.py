@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     graceful_shutdown_timeout_s: float = Field(default=30.0, gt=0)
+    # Idle client connections stay open this long: longer than clients keep theirs (httpx and the
+    # openai SDK: 5 s; load balancers: 60 s), so a client never sends on one the gateway closed.
+    keep_alive_s: int = Field(default=75, ge=1, le=3600)
 
     # Rollout store
     redis_url: SecretStr | None = None

@@ -99,6 +99,9 @@ class ServerThread:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=1,
+            # As the gateway serves (KEEP_ALIVE_S): idle connections outlive the clients' 5 s, so
+            # a client never reuses one the server has just closed.
+            timeout_keep_alive=75,
         )
         self._server = uvicorn.Server(self._config)
         self._startup_timeout = startup_timeout
