@@ -185,6 +185,8 @@ def create_app(
             yield
         finally:
             services.shutting_down = True
+            if owned is not None:
+                await owned.drain(settings.shutdown_flush_timeout_s)
             if tracing is not None:
                 await tracing.aclose(settings.shutdown_flush_timeout_s)
             await trace_source.aclose()

@@ -66,6 +66,16 @@ class LiteLLMClient:
         self._router = router
         self._logging_tasks: set[asyncio.Task[Any]] = set()
 
+    async def drain(self, timeout_s: float) -> None:
+        """Wait, bounded, for the trace logging of streams that ended just before shutdown.
+
+        A stream read below LiteLLM's wrapper hands its completion to LiteLLM's logging in a task
+        of its own; the tracing flush at shutdown must come after those tasks, or their spans
+        would never reach the exporter.
+        """
+        if self._logging_tasks:
+            await asyncio.wait(set(self._logging_tasks), timeout=timeout_s)
+
     def close(self) -> None:
         """Unhook the Router's callbacks from LiteLLM's global lists (they outlive the Router)."""
         if self._router is not None:
