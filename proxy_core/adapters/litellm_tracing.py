@@ -159,6 +159,11 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
         verbatim (doubling export cost) and LiteLLM's own masking options do not cover it."""
         return None
 
+    def _record_metrics(self, *args: Any, **kwargs: Any) -> None:
+        """No OpenTelemetry metrics: this logger has no meter, yet LiteLLM would still build (and
+        JSON-dump) every metric attribute of every call before finding nothing to record them on."""
+        return None
+
     def providers(self) -> list[Any]:
         with self._tracer_provider_cache_lock:
             return [entry.provider for entry in self._tracer_provider_cache.values()]
