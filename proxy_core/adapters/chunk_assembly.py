@@ -76,9 +76,7 @@ class ChunkAssembler:
     def add(self, chunk: dict[str, Any]) -> None:
         self.chunks += 1
         if not self._header:
-            self._header = {
-                key: chunk[key] for key in ("id", "created", "model", "system_fingerprint") if chunk.get(key)
-            }
+            self._header = {key: chunk[key] for key in _HEADER_FIELDS if chunk.get(key)}
         for choice in chunk.get("choices") or ():
             self._choices.setdefault(int(choice.get("index") or 0), _Choice()).add(choice)
         if chunk.get("usage"):
@@ -86,12 +84,8 @@ class ChunkAssembler:
 
     def completion(self) -> dict[str, Any]:
         choices = [
-            {
-                "index": index,
-                "message": self._choices[index].message(),
-                "finish_reason": self._choices[index].finish_reason,
-            }
-            for index in sorted(self._choices)
+            {"index": index, "message": choice.message(), "finish_reason": choice.finish_reason}
+            for index, choice in sorted(self._choices.items())
         ]
         body: dict[str, Any] = {**self._header, "object": "chat.completion", "choices": choices}
         if self.usage is not None:

@@ -52,6 +52,15 @@ def _stream_cost(model: str, info: CallInfo) -> float | None:
     return float(prompt_cost + completion_cost)
 
 
+def _stream_info(wrapper: Any, usage: Mapping[str, Any] | None, model: str) -> CallInfo:
+    info = call_info(getattr(wrapper, "_hidden_params", None), usage)
+    if usage is not None and not info.cost_usd:
+        # A stream's price is known once its usage chunk has arrived, not when it opened.
+        reported = usage.get("cost")
+        info.cost_usd = float(reported) if isinstance(reported, int | float) else _stream_cost(model, info)
+    return info
+
+
 class WrappedStream:
     """A LiteLLM stream as chunk dicts, remembering usage for the call's ``CallInfo``."""
 
@@ -77,12 +86,7 @@ class WrappedStream:
 
     @property
     def info(self) -> CallInfo:
-        info = call_info(getattr(self._wrapper, "_hidden_params", None), self._usage)
-        if self._usage is not None and not info.cost_usd:
-            # A stream's price is known once its usage chunk has arrived, not when it opened.
-            reported = self._usage.get("cost")
-            info.cost_usd = float(reported) if isinstance(reported, int | float) else _stream_cost(self._model, info)
-        return info
+        return _stream_info(self._wrapper, self._usage, self._model)
 
 
 # LiteLLM providers whose streams are the OpenAI SDK's own, chunks already in the OpenAI format.
@@ -144,9 +148,4 @@ class ProviderStream:
 
     @property
     def info(self) -> CallInfo:
-        usage = self._assembler.usage
-        info = call_info(getattr(self._wrapper, "_hidden_params", None), usage)
-        if usage is not None and not info.cost_usd:
-            reported = usage.get("cost")
-            info.cost_usd = float(reported) if isinstance(reported, int | float) else _stream_cost(self._model, info)
-        return info
+        return _stream_info(self._wrapper, self._assembler.usage, self._model)

@@ -147,7 +147,12 @@ class OtlpJsonExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._stopping.is_set():
             return SpanExportResult.FAILURE
-        body = encode_spans(spans, self._new_redactor)
+        try:
+            body = encode_spans(spans, self._new_redactor)
+        except Exception:
+            # Never export unredacted: a batch that cannot be redacted (or encoded) is dropped.
+            logger.error("span redaction or encoding failed; %d spans dropped", len(spans), exc_info=True)
+            return SpanExportResult.FAILURE
         deadline = time.monotonic() + self._timeout_s
         try:
             for attempt in retrying_blocking(deadline=deadline, sleep=self._pause):
