@@ -55,6 +55,22 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(max(young, YOUNG_GENERATION_THRESHOLD), middle, old)
 
 
+# How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms).
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def tune_thread_switching() -> None:
+    """Hand the GIL over after 1 ms instead of 5 ms.
+
+    LiteLLM runs part of every call on a thread pool, so each completion crosses from the event
+    loop to a worker thread and back. On a busy loop the worker waits out the whole switch
+    interval before it may run, and the request with it. With 1 ms, at c=16 against a 50 ms
+    provider, one worker served about 10 % more requests with the median about 12 ms lower;
+    CPU per request rose by a few percent, and saturated throughput (c=64) did not move.
+    """
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
 def app_from_environment() -> FastAPI:
     from proxy_core.app import create_app
 
@@ -62,6 +78,7 @@ def app_from_environment() -> FastAPI:
     configure_logging(settings.log_level)
     app = create_app(settings)
     tune_garbage_collector()
+    tune_thread_switching()
     return app
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 
 import pytest
 
-from proxy_core.main import YOUNG_GENERATION_THRESHOLD, tune_garbage_collector
+from proxy_core.main import (
+    GIL_SWITCH_INTERVAL_S,
+    YOUNG_GENERATION_THRESHOLD,
+    tune_garbage_collector,
+    tune_thread_switching,
+)
 
 
 @pytest.fixture
@@ -24,3 +30,18 @@ def test_start_up_objects_are_frozen_and_young_collections_are_rarer() -> None:
     tune_garbage_collector()
     assert gc.get_freeze_count() >= len(survivor)
     assert gc.get_threshold()[0] >= YOUNG_GENERATION_THRESHOLD
+
+
+@pytest.fixture
+def restored_switch_interval() -> Iterator[None]:
+    interval = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(interval)
+
+
+@pytest.mark.usefixtures("restored_switch_interval")
+def test_threads_hand_over_the_gil_sooner_than_cpythons_default() -> None:
+    sys.setswitchinterval(0.005)
+    tune_thread_switching()
+    assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+    assert GIL_SWITCH_INTERVAL_S < 0.005
