@@ -92,19 +92,18 @@ def main() -> int:
         print(f"proxy_core: invalid configuration: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    import uvicorn
+    from proxy_core.serving import serve
 
-    uvicorn.run(
-        "proxy_core.main:app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_timeout_s),
-        timeout_keep_alive=settings.keep_alive_s,
-        proxy_headers=False,
+    return serve(
+        {
+            "host": settings.host,
+            "port": settings.port,
+            "workers": settings.workers,
+            "loop": "uvloop",
+            "http": "httptools",
+            "log_level": settings.log_level.lower(),
+            "timeout_graceful_shutdown": int(settings.graceful_shutdown_timeout_s),
+            "timeout_keep_alive": settings.keep_alive_s,
+            "proxy_headers": False,
+        }
     )
-    return 0
