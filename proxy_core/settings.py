@@ -102,6 +102,14 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _check_workers_share_state(self) -> Settings:
+        """Workers are separate processes: without Redis each would keep a rollout store of its
+        own, and ``/traces`` served by one would silently miss the completions of the others."""
+        if self.workers > 1 and not self.redis_enabled:
+            raise ConfigError("WORKERS > 1 needs REDIS_URL or REDIS_HOST: the workers must share one rollout store")
+        return self
+
+    @model_validator(mode="after")
     def _load_files(self) -> Settings:
         """Read the secrets file and the model catalogue, unless they were given directly."""
         if "secrets" not in self.model_fields_set:

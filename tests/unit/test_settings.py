@@ -105,6 +105,15 @@ def test_invalid_values_are_validation_errors() -> None:
         Settings(langfuse_host="cloud.langfuse.com")
 
 
+def test_several_workers_need_the_shared_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REDIS_URL", "REDIS_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="WORKERS > 1 needs REDIS_URL or REDIS_HOST"):
+        Settings(workers=2)
+    assert Settings(workers=2, redis_host="127.0.0.1").workers == 2
+    assert Settings(workers=2, redis_url="redis://127.0.0.1:6379/0").workers == 2
+
+
 def test_cli_reports_one_line_and_exits_2(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "SECRETS_"))}
     env.update(PORT="not-a-port", PYTHONPATH=str(ROOT))
