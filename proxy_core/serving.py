@@ -36,14 +36,20 @@ def reuse_port_supported() -> bool:
     return sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
 
 
-def bind_reuse_port(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` in the address's ``SO_REUSEPORT`` group (not listening)."""
+def bind_tcp(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (not listening), in its ``SO_REUSEPORT`` group or not.
+
+    Without ``reuse_port`` the bind fails while anything else holds the port, another gateway's
+    ``SO_REUSEPORT`` workers included: that is the check made before any worker starts, so a
+    second gateway started on the same port fails instead of silently sharing its connections.
+    """
     first = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     family, kind, proto, _, address = first
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except OSError:
         sock.close()
@@ -55,7 +61,7 @@ def _worker_socket(host: str, port: int) -> socket.socket:
     """Runs in the worker while its arguments are unpickled: a failure ends it as a start-up
     failure, which makes uvicorn's supervisor stop instead of restarting it in a loop."""
     try:
-        return bind_reuse_port(host, port)
+        return bind_tcp(host, port, reuse_port=True)
     except OSError as exc:
         print(f"proxy_core: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         raise SystemExit(STARTUP_FAILURE) from exc
@@ -80,7 +86,7 @@ def serve(options: dict[str, Any]) -> int:
         return 0
     host, port = str(options["host"]), int(options["port"])
     try:
-        bind_reuse_port(host, port).close()  # fail here, once, rather than in every worker
+        bind_tcp(host, port, reuse_port=False).close()  # fail here, once, not in every worker
     except OSError as exc:
         print(f"proxy_core: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return STARTUP_FAILURE

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from uvicorn.config import STARTUP_FAILURE
 
-from proxy_core.serving import ReusePortListener, bind_reuse_port, reuse_port_supported, serve
+from proxy_core.serving import ReusePortListener, bind_tcp, reuse_port_supported, serve
 
 pytestmark = pytest.mark.skipif(not reuse_port_supported(), reason="SO_REUSEPORT balancing is Linux-only")
 
@@ -24,7 +24,7 @@ def taken_port() -> Iterator[int]:
 
 
 def test_a_listener_becomes_a_new_socket_of_the_ports_reuse_port_group_in_each_worker() -> None:
-    with bind_reuse_port("127.0.0.1", 0) as first:
+    with bind_tcp("127.0.0.1", 0, reuse_port=True) as first:
         port = first.getsockname()[1]
         listener = ReusePortListener("127.0.0.1", port)
         with pickle.loads(pickle.dumps(listener)) as second, pickle.loads(pickle.dumps(listener)) as third:
@@ -48,3 +48,11 @@ def test_a_taken_port_is_reported_once_before_any_worker_starts(
     status = serve({"host": "127.0.0.1", "port": taken_port, "workers": 2})
     assert status == STARTUP_FAILURE
     assert f"cannot listen on 127.0.0.1:{taken_port}" in capsys.readouterr().err
+
+
+def test_a_port_another_gateways_workers_listen_on_is_taken(capsys: pytest.CaptureFixture[str]) -> None:
+    with bind_tcp("127.0.0.1", 0, reuse_port=True) as other_worker:
+        other_worker.listen()
+        port = other_worker.getsockname()[1]
+        assert serve({"host": "127.0.0.1", "port": port, "workers": 2}) == STARTUP_FAILURE
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
