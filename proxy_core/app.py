@@ -81,7 +81,8 @@ def build_trace_source(settings: Settings) -> TraceSource:
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
         follow_redirects=False,
     )
-    return LangfuseReadClient(client, ReadBudgets(settings.langfuse_read_rps, settings.langfuse_read_burst))
+    budgets = ReadBudgets.shared_by(settings.workers, settings.langfuse_read_rps, settings.langfuse_read_burst)
+    return LangfuseReadClient(client, budgets)
 
 
 def build_auth(settings: Settings) -> AuthProvider:

@@ -47,6 +47,15 @@ class ReadBudgets:
         self._burst = burst
         self._buckets: dict[str, TokenBucket] = {}
 
+    @classmethod
+    def shared_by(cls, processes: int, rate_per_s: float, burst: int) -> ReadBudgets:
+        """One process's share of a budget meant for the whole gateway.
+
+        Each worker process keeps its own buckets; with the whole budget in each, ``WORKERS=4``
+        would read Langfuse four times as fast as configured and run into its rate limit.
+        """
+        return cls(rate_per_s / processes, max(1, burst // processes))
+
     def for_key(self, key: str) -> TokenBucket:
         bucket = self._buckets.get(key)
         if bucket is None:
