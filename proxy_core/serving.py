@@ -26,7 +26,8 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-logger = logging.getLogger("proxy_core.serving")
+# uvicorn's own logger, configured by ``uvicorn.Config``: the line sits with uvicorn's start-up lines.
+logger = logging.getLogger("uvicorn.error")
 
 APP_FACTORY = "proxy_core.main:app_from_environment"
 
@@ -91,6 +92,7 @@ def serve(options: dict[str, Any]) -> int:
         print(f"proxy_core: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return STARTUP_FAILURE
     config = uvicorn.Config(APP_FACTORY, factory=True, **options)
+    logger.info("Listening on http://%s:%d with %d workers, one SO_REUSEPORT socket each", host, port, workers)
     supervisor = Multiprocess(config, sockets=cast(list[socket.socket], [ReusePortListener(host, port)]))
     supervisor.run()
     failed = any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes)
