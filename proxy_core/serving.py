@@ -44,14 +44,13 @@ def bind_tcp(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     ``SO_REUSEPORT`` workers included: that is the check made before any worker starts, so a
     second gateway started on the same port fails instead of silently sharing its connections.
     """
-    first = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    family, kind, proto, _, address = first
-    sock = socket.socket(family, kind, proto)
+    # The address family as uvicorn's own shared socket chooses it: IPv6 only for an IPv6 host.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
+        sock.bind((host, port))
     except OSError:
         sock.close()
         raise

@@ -56,3 +56,10 @@ def test_a_port_another_gateways_workers_listen_on_is_taken(capsys: pytest.Captu
         port = other_worker.getsockname()[1]
         assert serve({"host": "127.0.0.1", "port": port, "workers": 2}) == STARTUP_FAILURE
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("host", "family"), [("localhost", socket.AF_INET), ("127.0.0.1", socket.AF_INET)])
+def test_a_host_name_binds_ipv4_as_uvicorns_shared_socket_does(host: str, family: socket.AddressFamily) -> None:
+    with bind_tcp(host, 0, reuse_port=True) as sock:
+        assert sock.family == family
+        assert sock.getsockname()[0] == "127.0.0.1"
