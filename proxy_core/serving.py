@@ -57,13 +57,17 @@ def bind_tcp(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def _report_cannot_listen(host: str, port: int, exc: OSError) -> None:
+    print(f"proxy_core: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+
+
 def _worker_socket(host: str, port: int) -> socket.socket:
     """Runs in the worker while its arguments are unpickled: a failure ends it as a start-up
     failure, which makes uvicorn's supervisor stop instead of restarting it in a loop."""
     try:
         return bind_tcp(host, port, reuse_port=True)
     except OSError as exc:
-        print(f"proxy_core: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        _report_cannot_listen(host, port, exc)
         raise SystemExit(STARTUP_FAILURE) from exc
 
 
@@ -88,7 +92,7 @@ def serve(options: dict[str, Any]) -> int:
     try:
         bind_tcp(host, port, reuse_port=False).close()  # fail here, once, not in every worker
     except OSError as exc:
-        print(f"proxy_core: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        _report_cannot_listen(host, port, exc)
         return STARTUP_FAILURE
     config = uvicorn.Config(APP_FACTORY, factory=True, **options)
     logger.info("Listening on http://%s:%d with %d workers, one SO_REUSEPORT socket each", host, port, workers)

@@ -105,19 +105,6 @@ def flush_only_env(
     }
 
 
-def child_pids(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (Linux ``/proc``)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    return children
-
-
 def socket_inodes(pid: int) -> set[str]:
     """Inodes of the sockets process ``pid`` holds open."""
     inodes = set()

@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.procfs import process_tree
 from tests.e2e.process import (
     ESTABLISHED,
     LISTEN,
     ROLLOUT,
     GatewayProcess,
-    child_pids,
     insertion_ids_received,
     socket_inodes,
     tcp_inodes,
@@ -33,7 +33,7 @@ def listeners_by_worker(gateway: GatewayProcess, workers: int, timeout: float = 
         if gateway.process.poll() is not None:
             raise RuntimeError(f"gateway exited early:\n{gateway.log.read_text()}")
         listening = tcp_inodes(gateway.port, LISTEN)
-        found = {pid: socket_inodes(pid) & listening for pid in child_pids(gateway.process.pid)}
+        found = {pid: socket_inodes(pid) & listening for pid in process_tree(gateway.process.pid)[1:]}
         found = {pid: inodes for pid, inodes in found.items() if inodes}
         if len(found) == workers:
             return found
