@@ -21,11 +21,18 @@ FOREIGN_CPU_NOTE = 0.10
 
 
 class ScenarioLike(Protocol):
-    key: str
-    label: str
-    concurrency: int
-    delay_ms: int
-    stream: bool
+    """What the report reads of a scenario (read-only: scenarios are frozen)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def delay_ms(self) -> int: ...
+    @property
+    def stream(self) -> bool: ...
 
 
 class Figures:

@@ -15,33 +15,35 @@ Exit status: 0 when every window was free of errors and every target was met, 1 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
-import os
-import platform
-import re
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
 import redis
 
-from bench import report
+from bench import evidence, report
 from bench.load import LoadError, Window, measure_streams, measure_wrk, require_wrk
+from bench.plan import (
+    MAX_REQUESTS_PER_WINDOW,
+    MAX_STREAMS_PER_WINDOW,
+    MODEL_FOR_DELAY,
+    WORKER_SCENARIO,
+    Plan,
+    Scenario,
+    parse_args,
+    scenarios,
+)
 from bench.procfs import tree_cpu_seconds, tree_memory
 from bench.servers import (
-    REPO,
     Fake,
     StartError,
     Target,
@@ -55,150 +57,8 @@ from bench.servers import (
 )
 
 RESULTS = Path(__file__).with_name("results")
-DEFAULT_LITELLM_VENV = Path("/tmp/litellm-proxy-venv")
-# The gateway's request sanitizer (PII redaction): its mode for every project, written to the
-# catalogue as ``pii_defaults.mode``. Users run it on (``redact`` is the gateway's default).
-SANITIZER_MODES = ("redact", "trace_only", "off")
-# Requests per window are bounded by count as well as by time.
-MAX_REQUESTS_PER_WINDOW = 200_000
-MAX_STREAMS_PER_WINDOW = 20_000
-MODEL_FOR_DELAY = {0: "fake", 50: "fake-50ms"}
 # A window in which processes outside the run took this much CPU (share of one core) is flagged.
 FOREIGN_CPU_NOTE = report.FOREIGN_CPU_NOTE
-LOG_ERROR_MARKERS = (" ERROR ", "ERROR:", "CRITICAL")
-_LOG_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2}[ T])?\d{2}:\d{2}:\d{2}([,.]\d+)?\s*(-\s*)?")
-_LOG_IDS = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-@dataclass(frozen=True)
-class Scenario:
-    key: str
-    label: str
-    concurrency: int
-    delay_ms: int
-    stream: bool = False
-
-
-def scenarios(stream_concurrency: int) -> list[Scenario]:
-    return [
-        Scenario("c1-0ms", "c=1, 0 ms", 1, 0),
-        Scenario("c16-0ms", "c=16, 0 ms", 16, 0),
-        Scenario("c64-0ms", "c=64, 0 ms", 64, 0),
-        Scenario("c16-50ms", "c=16, 50 ms", 16, 50),
-        Scenario("stream", f"streams, c={stream_concurrency}, 0 ms", stream_concurrency, 0, stream=True),
-    ]
-
-
-WORKER_SCENARIO = Scenario("c64-0ms", "c=64, 0 ms", 64, 0)
-
-
-@dataclass
-class Plan:
-    rounds: int
-    window_s: float
-    warmup_s: float
-    stream_concurrency: int
-    stream_chunks: int
-    targets: list[str]
-    workers: bool
-    soak: bool
-    soak_checkpoints: list[int]
-    soak_targets: list[str]
-    soak_max_s: float
-    redis_url: str
-    litellm_venv: Path
-    gateway_env: dict[str, str]
-    sanitizer: str
-    pii_bench: bool
-    startup_timeout_s: float
-    mode: str
-    retries: int
-    disturbed_share: float
-
-
-def parse_args(argv: list[str] | None) -> Plan:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="one round of short windows (smoke run, ~2 min)")
-    mode.add_argument("--soak", action="store_true", help="memory of one worker after 10 000 and 50 000 requests")
-    parser.add_argument("--rounds", type=int, help="rounds (default 3; --quick: 1)")
-    parser.add_argument("--window", type=float, help="seconds per measured window (default 8; --quick: 3)")
-    parser.add_argument("--warmup", type=float, help="seconds of unmeasured load before each window (default 2)")
-    parser.add_argument("--stream-concurrency", type=int, default=8)
-    parser.add_argument("--stream-chunks", type=int, default=200, help="content chunks per streamed completion")
-    parser.add_argument(
-        "--targets",
-        default="direct,gateway,proxy,floor",
-        help="comma-separated subset of direct,gateway,proxy,floor (default: all)",
-    )
-    parser.add_argument("--no-workers", action="store_true", help="skip the 2-worker comparison")
-    parser.add_argument("--soak-requests", default="10000,50000", help="--soak: cumulative request checkpoints")
-    parser.add_argument("--soak-targets", default="gateway", help="--soak: comma-separated gateway,proxy,floor")
-    parser.add_argument("--soak-max-seconds", type=float, default=600.0, help="--soak: time bound per checkpoint")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument(
-        "--litellm-venv",
-        type=Path,
-        default=DEFAULT_LITELLM_VENV,
-        help="virtualenv for litellm[proxy], created on first use (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--sanitizer",
-        choices=SANITIZER_MODES,
-        default="redact",
-        help="the gateway's PII mode for every project (default: %(default)s, as users run it)",
-    )
-    parser.add_argument(
-        "--gateway-env", action="append", default=[], metavar="NAME=VALUE", help="extra gateway environment"
-    )
-    parser.add_argument("--no-pii-bench", action="store_true", help="do not append bench/pii_bench.py's table")
-    parser.add_argument("--startup-timeout", type=float, default=120.0)
-    parser.add_argument(
-        "--retries", type=int, help="times a disturbed window is measured again (default 2; --quick: 1)"
-    )
-    parser.add_argument(
-        "--disturbed-share",
-        type=float,
-        default=0.25,
-        help="CPU of other processes (share of one core) that makes a window disturbed (default %(default)s)",
-    )
-    args = parser.parse_args(argv)
-    quick = args.quick
-    gateway_env: dict[str, str] = {}
-    for item in args.gateway_env:
-        name, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--gateway-env wants NAME=VALUE, got {item!r}")
-        gateway_env[name] = value
-    targets = [name.strip() for name in args.targets.split(",") if name.strip()]
-    soak_targets = [name.strip() for name in args.soak_targets.split(",") if name.strip()]
-    unknown = (set(targets) - {"direct", "gateway", "proxy", "floor"}) | (
-        set(soak_targets) - {"gateway", "proxy", "floor"}
-    )
-    if unknown:
-        parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
-    return Plan(
-        rounds=args.rounds or (1 if quick else 3),
-        window_s=args.window or (3.0 if quick else 8.0),
-        warmup_s=args.warmup if args.warmup is not None else (1.0 if quick else 2.0),
-        stream_concurrency=args.stream_concurrency,
-        stream_chunks=args.stream_chunks,
-        targets=targets,
-        workers=not args.no_workers and bool({"gateway", "proxy"} & set(targets)),
-        soak=args.soak,
-        soak_checkpoints=sorted(int(value) for value in args.soak_requests.split(",")),
-        soak_targets=soak_targets,
-        soak_max_s=args.soak_max_seconds,
-        redis_url=args.redis_url,
-        litellm_venv=args.litellm_venv,
-        gateway_env=gateway_env,
-        sanitizer=args.sanitizer,
-        pii_bench=not args.no_pii_bench and not quick and not args.soak,
-        startup_timeout_s=args.startup_timeout,
-        mode="soak" if args.soak else ("quick" if quick else "full"),
-        retries=args.retries if args.retries is not None else (1 if quick else 2),
-        disturbed_share=args.disturbed_share,
-    )
 
 
 @dataclass
@@ -260,15 +120,10 @@ class Run:
         self.fakes["langfuse"] = start_fake("langfuse", ["langfuse"], self.run_dir)
         models = {MODEL_FOR_DELAY[delay]: f"{self.upstream(delay).url}/v1" for delay in MODEL_FOR_DELAY}
         wanted = set(self.plan.soak_targets) if self.plan.soak else set(self.plan.targets)
-        litellm_bin = None
-        if "proxy" in wanted:
-            litellm_bin = ensure_litellm_proxy(self.plan.litellm_venv, self.run_dir)
         builders = {
             "direct": lambda: direct_target({delay: self.upstream(delay) for delay in MODEL_FOR_DELAY}),
             "gateway": lambda: self._gateway("gateway", 1, models),
-            "proxy": lambda: proxy_target(
-                key="proxy", workers=1, run_dir=self.run_dir, models=models, litellm_bin=litellm_bin
-            ),
+            "proxy": lambda: self._proxy("proxy", 1, models),
             "floor": lambda: floor_target(models=models),
         }
         for key in ("direct", "gateway", "proxy", "floor"):
@@ -277,10 +132,8 @@ class Run:
         if self.plan.workers and not self.plan.soak:
             if "gateway" in wanted:
                 self.targets["gateway-2w"] = self._gateway("gateway-2w", 2, models)
-            if "proxy" in wanted and litellm_bin is not None:
-                self.targets["proxy-2w"] = proxy_target(
-                    key="proxy-2w", workers=2, run_dir=self.run_dir, models=models, litellm_bin=litellm_bin
-                )
+            if "proxy" in wanted:
+                self.targets["proxy-2w"] = self._proxy("proxy-2w", 2, models)
         for target in self.targets.values():
             self._start(target)
 
@@ -299,6 +152,10 @@ class Run:
             sanitizer=self.plan.sanitizer,
             extra_env=self.plan.gateway_env,
         )
+
+    def _proxy(self, key: str, workers: int, models: dict[str, str]) -> Target:
+        litellm_bin = ensure_litellm_proxy(self.plan.litellm_venv, self.run_dir)  # installs on first use only
+        return proxy_target(key=key, workers=workers, run_dir=self.run_dir, models=models, litellm_bin=litellm_bin)
 
     def _write_bodies(self) -> None:
         for delay, model in MODEL_FOR_DELAY.items():
@@ -499,31 +356,6 @@ class Run:
                 shares[key] = max(busy, 0.0) / idle_s
         return shares
 
-    def log_problems(self) -> dict[str, dict[str, Any]]:
-        """Error and warning records of each server's log, grouped by message (evidence, not figures)."""
-        problems = {}
-        for key, target in self.targets.items():
-            if target.process is None:
-                continue
-            lines = target.process.log_path.read_text(errors="replace").splitlines()
-            kinds: Counter[str] = Counter()
-            warnings: Counter[str] = Counter()
-            for line in lines:
-                if any(marker in line for marker in LOG_ERROR_MARKERS):
-                    kinds[_message(line)] += 1
-                elif "WARNING" in line:
-                    warnings[_message(line)] += 1
-            problems[key] = {
-                "lines": len(lines),
-                "errors": sum(kinds.values()),
-                "tracebacks": sum("Traceback (most recent call last)" in line for line in lines),
-                "warnings": sum(warnings.values()),
-                "error_kinds": kinds.most_common(5),
-                "warning_kinds": warnings.most_common(3),
-                "log": str(target.process.log_path.relative_to(REPO)),
-            }
-        return problems
-
     def stop_servers(self) -> None:
         for target in self.targets.values():
             target.stop()
@@ -557,55 +389,11 @@ class Run:
             self.cleanup_redis()
 
 
-def _message(line: str) -> str:
-    """A log line without its timestamp and ids, so that repeats of one event group together."""
-    return _LOG_IDS.sub("<id>", _LOG_PREFIX.sub("", line.strip()))[:200]
-
-
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
 _JSON = {"content-type": "application/json"}
-
-
-def pii_table() -> str | None:
-    """The PII redaction micro-benchmark's own table (``bench/pii_bench.py``), if it runs."""
-    script = Path(__file__).with_name("pii_bench.py")
-    if not script.exists():
-        return None
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=REPO, timeout=300)
-    return result.stdout.strip() or None
-
-
-def environment(plan: Plan) -> dict[str, Any]:
-    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
-    return {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "mode": plan.mode,
-        "cpus": len(os.sched_getaffinity(0)),
-        "cpu_model": _cpu_model(),
-        "python": platform.python_version(),
-        "litellm": metadata.version("litellm"),
-        "wrk": (wrk.stdout or wrk.stderr).splitlines()[0] if (wrk.stdout or wrk.stderr) else "wrk",
-        "sanitizer": f"{plan.sanitizer} (pii_defaults.mode)",
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "uncommitted_gateway_files": len(_git("status", "--porcelain", "proxy_core").splitlines()),
-        "plan": {key: str(value) for key, value in asdict(plan).items()},
-    }
-
-
-def _git(*args: str) -> str:
-    result = subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO, check=False)
-    return result.stdout.strip()
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -621,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         memory = run.memory()
         background = run.background_cpu()
         run.stop_servers()  # flushes the gateway's queued traces before they are counted
-        problems = run.log_problems()
+        problems = evidence.log_problems(run.targets)
         integrity = run.tracing_and_store()
     except (StartError, LoadError, redis.RedisError, OSError) as exc:
         log(f"bench: {exc}")
@@ -630,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         run.close()
     elapsed = time.perf_counter() - run.started
     results = {
-        "environment": environment(plan),
+        "environment": evidence.environment(plan),
         "elapsed_s": elapsed,
         "targets": {
             key: {
@@ -649,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         "windows": [record.as_dict() for record in run.records],
     }
     if plan.pii_bench:
-        results["pii_table"] = pii_table()
+        results["pii_table"] = evidence.pii_table()
     text, ok = report.render(results, scenarios(plan.stream_concurrency))
     print(text)
     RESULTS.mkdir(exist_ok=True)

@@ -73,16 +73,16 @@ class StatsApp:
 
 def build_app(args: argparse.Namespace) -> Any:
     if args.kind == "upstream":
-        state = UpstreamState(
+        upstream = UpstreamState(
             default_delay_ms=args.delay_ms,
             default_chunks=args.chunks,
             default_content=args.content,
             record_requests=False,
         )
-        return create_upstream_app(state)
+        return create_upstream_app(upstream)
     projects = {args.project: (args.public_key, args.secret_key)}
-    state = BoundedLangfuseState(projects, args.keep_spans)
-    return StatsApp(create_langfuse_app(state=state), state)
+    langfuse = BoundedLangfuseState(projects, args.keep_spans)
+    return StatsApp(create_langfuse_app(state=langfuse), langfuse)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

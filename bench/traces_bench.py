@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 import redis
+from pydantic import SecretStr
 
 from proxy_core.app import create_app
 from proxy_core.config_files import LangfuseProject, ModelCatalog, SecretsFile
@@ -115,8 +116,8 @@ def main() -> None:
     with ServerThread(create_langfuse_app(state=state)) as langfuse:
         secrets = SecretsFile(
             langfuse_keys={
-                PROJECT[0]: LangfuseProject(public_key=PROJECT[1], secret_key=PROJECT[2], host=langfuse.url)
-            },  # type: ignore[arg-type]
+                PROJECT[0]: LangfuseProject(public_key=PROJECT[1], secret_key=SecretStr(PROJECT[2]), host=langfuse.url)
+            },
             default_project_id=PROJECT[0],
         )
         with ServerThread(create_upstream_app(UpstreamState(record_requests=False))) as upstream:
