@@ -8,19 +8,36 @@ encodings and stored de-duplicated and sorted; every span becomes one
 observation whose type, model, usage, cost and level are derived from the
 attributes LiteLLM (OpenInference + ``langfuse.*``) emits.
 
-The functions here are pure; storage, visibility delays and the HTTP API live
-in the other ``langfuse_*`` modules.
+The functions here are pure; what each attribute means lives in
+``langfuse_attributes``; storage, visibility delays and the HTTP API in the other
+``langfuse_*`` modules.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import orjson
-
+from .langfuse_attributes import (
+    MODEL_KEYS,
+    SESSION_KEYS,
+    TRACE_UPDATE_KEYS,
+    USER_KEYS,
+    extract_tags,
+    first_str,
+    from_nanos,
+    iso,
+    parse_json_maybe,
+    read_completion_start,
+    read_cost,
+    read_environment,
+    read_io,
+    read_metadata,
+    read_model_parameters,
+    read_observation_type,
+    read_usage,
+)
 from .langfuse_otlp import SpanRecord
 
 __all__ = [
@@ -32,291 +49,6 @@ __all__ = [
     "span_to_observation",
     "span_to_trace_update",
 ]
-
-_OBSERVATION_TYPES = {
-    "span",
-    "generation",
-    "event",
-    "embedding",
-    "agent",
-    "tool",
-    "chain",
-    "retriever",
-    "guardrail",
-    "evaluator",
-}
-_OPENINFERENCE_KINDS = {
-    "LLM": "GENERATION",
-    "EMBEDDING": "EMBEDDING",
-    "CHAIN": "CHAIN",
-    "TOOL": "TOOL",
-    "AGENT": "AGENT",
-    "RETRIEVER": "RETRIEVER",
-    "GUARDRAIL": "GUARDRAIL",
-    "EVALUATOR": "EVALUATOR",
-}
-_GENAI_OPERATIONS = {
-    "chat": "GENERATION",
-    "text_completion": "GENERATION",
-    "generate_content": "GENERATION",
-    "embeddings": "EMBEDDING",
-    "execute_tool": "TOOL",
-    "invoke_agent": "AGENT",
-    "create_agent": "AGENT",
-}
-_MODEL_KEYS = (
-    "langfuse.observation.model.name",
-    "gen_ai.response.model",
-    "ai.model.id",
-    "gen_ai.request.model",
-    "llm.response.model",
-    "llm.model_name",
-    "model",
-)
-_TAG_KEYS = (
-    "langfuse.trace.tags",
-    "langfuse.tags",
-    "langfuse.observation.metadata.langfuse_tags",
-    "langfuse.trace.metadata.langfuse_tags",
-    "ai.telemetry.metadata.tags",
-    "tag.tags",
-)
-_USER_KEYS = (
-    "langfuse.user.id",
-    "user.id",
-    "langfuse.observation.metadata.langfuse_user_id",
-    "langfuse.trace.metadata.langfuse_user_id",
-    "ai.telemetry.metadata.userId",
-)
-_SESSION_KEYS = (
-    "langfuse.session.id",
-    "session.id",
-    "gen_ai.conversation.id",
-    "langfuse.observation.metadata.langfuse_session_id",
-    "langfuse.trace.metadata.langfuse_session_id",
-    "ai.telemetry.metadata.sessionId",
-)
-_ENV_KEYS = ("langfuse.environment", "deployment.environment.name", "deployment.environment")
-_TRACE_UPDATE_KEYS = (
-    "langfuse.trace.name",
-    "langfuse.trace.input",
-    "langfuse.trace.output",
-    "langfuse.trace.metadata",
-    "langfuse.trace.tags",
-    "langfuse.trace.public",
-    "user.id",
-    "session.id",
-    "langfuse.user.id",
-    "langfuse.session.id",
-)
-# Input/output attribute pairs in the order the server tries them.
-_IO_PAIRS = (
-    ("mlflow.spanInputs", "mlflow.spanOutputs"),
-    ("traceloop.entity.input", "traceloop.entity.output"),
-    ("input.value", "output.value"),
-    ("input", "output"),
-    ("gen_ai.input.messages", "gen_ai.output.messages"),
-)
-_IO_KEYS = frozenset(
-    {
-        "langfuse.trace.input",
-        "langfuse.trace.output",
-        "langfuse.observation.input",
-        "langfuse.observation.output",
-        "prompt",
-        "all_messages_events",
-        "events",
-        "final_result",
-        "pydantic_ai.all_messages",
-        "gen_ai.tool.call.arguments",
-        "gen_ai.tool.call.result",
-        *(key for pair in _IO_PAIRS for key in pair),
-    }
-)
-_IO_PREFIXES = ("gen_ai.prompt", "gen_ai.completion", "llm.input_messages", "llm.output_messages")
-_USAGE_KEY_MAP = {
-    "prompt_tokens": "input",
-    "completion_tokens": "output",
-    "total_tokens": "total",
-    "input_tokens": "input",
-    "output_tokens": "output",
-    "prompt": "input",
-    "completion": "output",
-}
-_ENV_PATTERN = re.compile(r"^[a-z0-9_-]{1,40}$")
-
-
-def iso(value: datetime | None) -> str | None:
-    """Langfuse's timestamp format: ISO 8601, milliseconds, ``Z``."""
-    if value is None:
-        return None
-    value = value.astimezone(UTC)
-    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond // 1000:03d}Z"
-
-
-def parse_json_maybe(value: Any) -> Any:
-    """Return ``value`` parsed when it is a JSON document string, else unchanged."""
-    if isinstance(value, str | bytes) and value:
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
-    return value
-
-
-def _from_nanos(nanos: int) -> datetime | None:
-    if not nanos:
-        return None
-    return datetime.fromtimestamp(nanos // 1000 / 1_000_000, UTC)
-
-
-def _first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        value = attrs.get(key)
-        if value:
-            return value if isinstance(value, str) else orjson.dumps(value).decode()
-    return None
-
-
-def _stringify(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
-
-
-def extract_tags(attrs: dict[str, Any]) -> list[str]:
-    """Tags as a list from a list, a JSON array string, a comma list or one string."""
-    for key in _TAG_KEYS:
-        if key not in attrs or attrs[key] in (None, ""):
-            continue
-        value = attrs[key]
-        if isinstance(value, str):
-            parsed = parse_json_maybe(value) if value.lstrip().startswith("[") else value
-            value = parsed if isinstance(parsed, list) else [t.strip() for t in value.split(",")]
-        if not isinstance(value, list):
-            value = [value]
-        return [str(tag) for tag in value if str(tag)]
-    return []
-
-
-def _environment(attrs: dict[str, Any], resource: dict[str, Any]) -> str:
-    for key in _ENV_KEYS:
-        value = attrs.get(key) or resource.get(key)
-        if value:
-            env = str(value).strip().lower()
-            if _ENV_PATTERN.match(env) and not env.startswith("langfuse"):
-                return env
-            return "default"
-    return "default"
-
-
-def _domain_metadata(attrs: dict[str, Any], prefix: str) -> dict[str, Any]:
-    top = attrs.get(prefix) or attrs.get("langfuse.metadata")
-    result: dict[str, Any] = {}
-    parsed = parse_json_maybe(top) if isinstance(top, str) else top
-    if isinstance(parsed, dict):
-        result.update(parsed)
-    for key, value in attrs.items():
-        for candidate in (prefix, "langfuse.metadata"):
-            if key.startswith(candidate + "."):
-                result[key[len(candidate) + 1 :]] = value
-    return result
-
-
-def _metadata(span: SpanRecord, prefix: str) -> dict[str, Any]:
-    attributes = {
-        key: _stringify(value)
-        for key, value in span.attributes.items()
-        if key not in _IO_KEYS and not key.startswith(_IO_PREFIXES)
-    }
-    return {
-        **_domain_metadata(span.attributes, prefix),
-        "attributes": attributes,
-        "resourceAttributes": dict(span.resource_attributes),
-        "scope": {
-            "name": span.scope_name,
-            "version": span.scope_version,
-            "attributes": dict(span.scope_attributes),
-        },
-    }
-
-
-def _io(attrs: dict[str, Any], domain: str) -> tuple[Any, Any]:
-    if domain == "trace" and (attrs.get("langfuse.trace.input") or attrs.get("langfuse.trace.output")):
-        return attrs.get("langfuse.trace.input"), attrs.get("langfuse.trace.output")
-    pair = (attrs.get("langfuse.observation.input"), attrs.get("langfuse.observation.output"))
-    if pair != (None, None):
-        return pair
-    for in_key, out_key in _IO_PAIRS:
-        if attrs.get(in_key) or attrs.get(out_key):
-            return attrs.get(in_key), attrs.get(out_key)
-    return None, None
-
-
-def _observation_type(attrs: dict[str, Any]) -> str:
-    declared = str(attrs.get("langfuse.observation.type") or "").lower()
-    if declared in _OBSERVATION_TYPES:
-        return declared.upper()
-    kind = _OPENINFERENCE_KINDS.get(str(attrs.get("openinference.span.kind") or "").upper())
-    if kind:
-        return kind
-    operation = _GENAI_OPERATIONS.get(str(attrs.get("gen_ai.operation.name") or ""))
-    if operation:
-        return operation
-    return "GENERATION" if _first_str(attrs, _MODEL_KEYS) else "SPAN"
-
-
-def _usage(attrs: dict[str, Any]) -> dict[str, int]:
-    explicit = parse_json_maybe(attrs.get("langfuse.observation.usage_details"))
-    if isinstance(explicit, dict):
-        return {str(k): int(v) for k, v in explicit.items() if isinstance(v, int | float)}
-    usage: dict[str, int] = {}
-    for key, value in attrs.items():
-        if key.startswith("gen_ai.usage.") and key != "gen_ai.usage.cost":
-            name = key[len("gen_ai.usage.") :]
-        elif key.startswith("llm.token_count."):
-            name = key[len("llm.token_count.") :]
-        else:
-            continue
-        try:
-            usage[_USAGE_KEY_MAP.get(name, name)] = int(value)
-        except (TypeError, ValueError):
-            continue
-    return usage
-
-
-def _cost(attrs: dict[str, Any]) -> dict[str, float]:
-    explicit = parse_json_maybe(attrs.get("langfuse.observation.cost_details"))
-    if isinstance(explicit, dict):
-        return {str(k): float(v) for k, v in explicit.items() if isinstance(v, int | float)}
-    for key in ("gen_ai.usage.cost", "llm.cost.total"):
-        value = attrs.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return {"total": float(value)}
-    return {}
-
-
-def _model_parameters(attrs: dict[str, Any]) -> dict[str, Any] | None:
-    for key in ("langfuse.observation.model.parameters", "llm.invocation_parameters", "model_config"):
-        parsed = parse_json_maybe(attrs.get(key))
-        if isinstance(parsed, dict):
-            return {
-                k: v if isinstance(v, str | int | float) and not isinstance(v, bool) else _stringify(v)
-                for k, v in parsed.items()
-            }
-    params = {k[len("gen_ai.request.") :]: v for k, v in attrs.items() if k.startswith("gen_ai.request.")}
-    params.pop("model", None)
-    return params or None
-
-
-def _completion_start(attrs: dict[str, Any]) -> datetime | None:
-    raw = attrs.get("langfuse.observation.completion_start_time")
-    if not isinstance(raw, str) or not raw:
-        return None
-    value = parse_json_maybe(raw) if raw.startswith('"') else raw
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -370,34 +102,34 @@ class ObservationRecord:
 
 def span_to_observation(span: SpanRecord, project_id: str, now: datetime) -> ObservationRecord:
     attrs = span.attributes
-    start = _from_nanos(span.start_time_unix_nano) or now
-    obs_input, obs_output = _io(attrs, "observation")
+    start = from_nanos(span.start_time_unix_nano) or now
+    obs_input, obs_output = read_io(attrs, "observation")
     prompt_version = attrs.get("langfuse.observation.prompt.version")
     return ObservationRecord(
         id=span.span_id,
         trace_id=span.trace_id,
         project_id=project_id,
         parent_observation_id=span.parent_span_id,
-        type=_observation_type(attrs),
+        type=read_observation_type(attrs),
         name=span.name,
         start_time=start,
-        end_time=_from_nanos(span.end_time_unix_nano),
-        completion_start_time=_completion_start(attrs),
-        model=_first_str(attrs, _MODEL_KEYS),
-        model_parameters=_model_parameters(attrs),
-        usage_details=_usage(attrs),
-        cost_details=_cost(attrs),
+        end_time=from_nanos(span.end_time_unix_nano),
+        completion_start_time=read_completion_start(attrs),
+        model=first_str(attrs, MODEL_KEYS),
+        model_parameters=read_model_parameters(attrs),
+        usage_details=read_usage(attrs),
+        cost_details=read_cost(attrs),
         level=str(attrs.get("langfuse.observation.level") or ("ERROR" if span.is_error else "DEFAULT")),
         status_message=attrs.get("langfuse.observation.status_message") or span.status_message or None,
         version=attrs.get("langfuse.version") or span.resource_attributes.get("service.version"),
-        environment=_environment(attrs, span.resource_attributes),
+        environment=read_environment(attrs, span.resource_attributes),
         input=obs_input,
         output=obs_output,
-        metadata=_metadata(span, "langfuse.observation.metadata"),
+        metadata=read_metadata(span, "langfuse.observation.metadata"),
         prompt_name=attrs.get("langfuse.observation.prompt.name"),
         prompt_version=int(prompt_version) if isinstance(prompt_version, int | str) and prompt_version else None,
-        user_id=_first_str(attrs, _USER_KEYS),
-        session_id=_first_str(attrs, _SESSION_KEYS),
+        user_id=first_str(attrs, USER_KEYS),
+        session_id=first_str(attrs, SESSION_KEYS),
         created_at=now,
         updated_at=now,
     )
@@ -421,20 +153,20 @@ def span_to_trace_update(span: SpanRecord, now: datetime) -> TraceUpdate:
     is_root = span.parent_span_id is None or attrs.get("langfuse.internal.as_root") in ("true", True)
     update = TraceUpdate(
         trace_id=span.trace_id,
-        timestamp=_from_nanos(span.start_time_unix_nano) or now,
+        timestamp=from_nanos(span.start_time_unix_nano) or now,
         is_root=is_root,
-        environment=_environment(attrs, span.resource_attributes),
+        environment=read_environment(attrs, span.resource_attributes),
     )
-    if not is_root and not any(key in attrs for key in _TRACE_UPDATE_KEYS):
+    if not is_root and not any(key in attrs for key in TRACE_UPDATE_KEYS):
         return update
     trace_input, trace_output = (
-        _io(attrs, "trace") if is_root else (attrs.get("langfuse.trace.input"), attrs.get("langfuse.trace.output"))
+        read_io(attrs, "trace") if is_root else (attrs.get("langfuse.trace.input"), attrs.get("langfuse.trace.output"))
     )
     public = attrs.get("langfuse.trace.public", attrs.get("langfuse.public"))
     candidates = {
         "name": attrs.get("langfuse.trace.name") or (span.name if is_root else None),
-        "user_id": _first_str(attrs, _USER_KEYS),
-        "session_id": _first_str(attrs, _SESSION_KEYS),
+        "user_id": first_str(attrs, USER_KEYS),
+        "session_id": first_str(attrs, SESSION_KEYS),
         "release": attrs.get("langfuse.release") or span.resource_attributes.get("langfuse.release"),
         "version": attrs.get("langfuse.version") or span.resource_attributes.get("service.version"),
         "input": trace_input,
@@ -443,7 +175,7 @@ def span_to_trace_update(span: SpanRecord, now: datetime) -> TraceUpdate:
     }
     update.fields = {key: value for key, value in candidates.items() if value is not None}
     update.tags = extract_tags(attrs)
-    update.metadata = _metadata(span, "langfuse.trace.metadata")
+    update.metadata = read_metadata(span, "langfuse.trace.metadata")
     return update
 
 
