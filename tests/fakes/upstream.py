@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -42,6 +41,15 @@ from typing import Any
 import orjson
 
 from .server import ServerThread
+from .upstream_plan import (
+    Behaviour,
+    apply_directives,
+    error_body,
+    format_number,
+    last_user_message_text,
+    split_content,
+    usage_of,
+)
 
 __all__ = [
     "FakeUpstream",
@@ -57,19 +65,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_DIRECTIVE = re.compile(r"\[\[(\w+)(?:=(.*?))?\]\]", re.DOTALL)
 _COMPLETION_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODEL_PATHS = frozenset({"/v1/models", "/models"})
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-_ERROR_KINDS = {
-    400: ("invalid_request_error", None),
-    401: ("invalid_request_error", "invalid_api_key"),
-    403: ("invalid_request_error", "permission_denied"),
-    404: ("invalid_request_error", "model_not_found"),
-    408: ("timeout", "timeout"),
-    429: ("requests", "rate_limit_exceeded"),
-}
 
 
 @dataclass(frozen=True)
@@ -84,21 +83,7 @@ class RecordedRequest:
 
     @property
     def last_user_text(self) -> str:
-        return _last_user_text(self.body) if isinstance(self.body, dict) else ""
-
-
-@dataclass
-class Behaviour:
-    """The resolved plan for answering one completion request."""
-
-    status: int = 200
-    retry_after: str | None = None
-    delay_ms: float = 0.0
-    chunks: int = 3
-    chunk_delay_ms: float = 0.0
-    cut_after: int | None = None
-    hang: bool = False
-    content: str | None = None
+        return last_user_message_text(self.body) if isinstance(self.body, dict) else ""
 
 
 @dataclass
@@ -136,7 +121,7 @@ class UpstreamState:
 
     def fail_next(self, count: int, status: int = 500, retry_after: float | None = None) -> None:
         """Answer the next ``count`` completion requests with ``status``."""
-        header = None if retry_after is None else _fmt_number(retry_after)
+        header = None if retry_after is None else format_number(retry_after)
         with self.lock:
             self._failures.extend([(status, header)] * count)
 
@@ -172,77 +157,11 @@ class UpstreamState:
             content=self.default_content,
         )
         if "[[" in text:
-            text = _apply_directives(plan, text)
+            text = apply_directives(plan, text)
         failure = self._next_failure()
         if failure is not None:
             plan.status, plan.retry_after = failure
         return plan, text
-
-
-def _fmt_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _apply_directives(plan: Behaviour, text: str) -> str:
-    for match in _DIRECTIVE.finditer(text):
-        key, value = match.group(1), match.group(2)
-        if key == "hang":
-            plan.hang = True
-        elif key == "content":
-            plan.content = value or ""
-        elif key == "retry_after":
-            plan.retry_after = value
-        elif key in ("status", "chunks", "cut_after"):
-            setattr(plan, key, int(value or 0))
-        elif key in ("delay_ms", "chunk_delay_ms"):
-            setattr(plan, key, float(value or 0))
-    return _DIRECTIVE.sub("", text).strip()
-
-
-def _message_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
-
-
-def _last_user_text(body: dict[str, Any]) -> str:
-    for message in reversed(body.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            return _message_text(message.get("content"))
-    return ""
-
-
-def _usage(body: dict[str, Any], content: str) -> dict[str, int]:
-    prompt = sum(
-        len(_message_text(m.get("content")).split()) for m in body.get("messages") or [] if isinstance(m, dict)
-    )
-    completion = len(content.split())
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
-def _split(content: str, parts: int) -> list[str]:
-    parts = max(parts, 0)
-    if parts == 0:
-        return []
-    size, extra = divmod(len(content), parts)
-    pieces, start = [], 0
-    for index in range(parts):
-        end = start + size + (1 if index < extra else 0)
-        pieces.append(content[start:end])
-        start = end
-    return pieces
-
-
-def error_body(status: int, message: str) -> bytes:
-    """An OpenAI-shaped error document for ``status``."""
-    kind, code = _ERROR_KINDS.get(status, ("server_error" if status >= 500 else "api_error", None))
-    return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -294,7 +213,7 @@ class _Completion:
     def __init__(self, state: UpstreamState, req: RecordedRequest, send: Send, receive: Receive) -> None:
         self.state, self.req, self.send, self.receive = state, req, send, receive
         self.body: dict[str, Any] = req.body
-        self.plan, prompt = state._resolve(_last_user_text(self.body))
+        self.plan, prompt = state._resolve(last_user_message_text(self.body))
         self.content = self.plan.content if self.plan.content is not None else f"echo: {prompt}"
         self.model = str(self.body.get("model") or "fake-model")
         self.id = f"chatcmpl-fake-{next(state._ids)}"
@@ -341,7 +260,7 @@ class _Completion:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": _usage(self.body, self.content),
+            "usage": usage_of(self.body, self.content),
         }
         await _respond(self.send, plan.status, orjson.dumps(doc))
 
@@ -366,7 +285,7 @@ class _Completion:
         plan = self.plan
         await self.send({"type": "http.response.start", "status": plan.status, "headers": _SSE})
         await self._emit(self._chunk({"role": "assistant", "content": ""}))
-        for index, piece in enumerate(_split(self.content, plan.chunks)):
+        for index, piece in enumerate(split_content(self.content, plan.chunks)):
             if plan.cut_after is not None and index >= plan.cut_after:
                 break
             if await watch.sleep(plan.chunk_delay_ms / 1000):
@@ -378,7 +297,7 @@ class _Completion:
             return
         await self._emit(self._chunk({}, "stop"))
         if (self.body.get("stream_options") or {}).get("include_usage"):
-            await self._emit(self._frame([], usage=_usage(self.body, self.content)))
+            await self._emit(self._frame([], usage=usage_of(self.body, self.content)))
         if watch.gone.is_set():
             self.state._mark(self.state.aborted, self.req)
         await self.send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
