@@ -19,9 +19,23 @@ from proxy_core.errors import StoreUnavailableError
 T = TypeVar("T")
 
 
+def key_part(value: str) -> str:
+    """A client-chosen id as one segment of a key: ``%`` and ``:`` escaped, nothing else.
+
+    Ids may contain ``:``; unescaped, rollout ``r:usage`` would own the usage hash of rollout
+    ``r`` (a write of the wrong type, failing that rollout and tripping the store's breaker for
+    everyone), and ids could reach across the ``project:kind:id`` layout. Escaping the separator
+    (and the escape character) makes every key name map back to one (project, kind, id), while
+    ids without either character — UUIDs, the usual case — keep their plain key names.
+    """
+    if "%" not in value and ":" not in value:
+        return value
+    return value.replace("%", "%25").replace(":", "%3A")
+
+
 def rollout_key(prefix: str, project_id: str, rollout_id: str) -> str:
     """The Redis key of a rollout's insertion-id set, namespaced by prefix and project."""
-    return f"{prefix}:{project_id}:rollout:{rollout_id}"
+    return f"{prefix}:{key_part(project_id)}:rollout:{key_part(rollout_id)}"
 
 
 def usage_key(prefix: str, project_id: str, rollout_id: str) -> str:
@@ -75,7 +89,7 @@ class RolloutStore(Protocol):
 
 def cache_key(prefix: str, project_id: str, digest: str) -> str:
     """Response-cache entries are per project: one project never sees another's answers."""
-    return f"{prefix}:{project_id}:cache:{digest}"
+    return f"{prefix}:{key_part(project_id)}:cache:{digest}"
 
 
 class CircuitBreaker:

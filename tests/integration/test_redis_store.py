@@ -40,6 +40,22 @@ async def test_record_writes_a_set_with_a_ttl(
         await store.aclose()
 
 
+async def test_a_rollout_id_cannot_take_over_another_rollouts_keys(redis_url: str, key_prefix: str) -> None:
+    """``r:usage`` once named rollout ``r``'s usage hash: recording into it made every write to ``r``
+    a WRONGTYPE error (503s, then the breaker open for every project)."""
+    store = make_store(redis_url, key_prefix)
+    try:
+        await store.record("proj", "zz9:usage", "id-attacker")
+        await store.record("proj", "zz9", "id-victim")
+        await store.record("proj", "zz9", "id-victim-2")
+        assert await store.insertion_ids("proj", "zz9") == {"id-victim", "id-victim-2"}
+        assert await store.insertion_ids("proj", "zz9:usage") == {"id-attacker"}
+        assert (await store.status("proj", "zz9")).count == 2
+        assert (await store.status("proj", "zz9:usage")).count == 1
+    finally:
+        await store.aclose()
+
+
 async def test_many_concurrent_records_all_land(redis_url: str, key_prefix: str) -> None:
     store = make_store(redis_url, key_prefix)
     try:

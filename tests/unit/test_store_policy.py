@@ -6,11 +6,32 @@ import pytest
 
 from proxy_core.adapters.memory_store import MemoryRolloutStore
 from proxy_core.errors import StoreUnavailableError
-from proxy_core.services.store import CircuitBreaker, GuardedStore, RolloutStatus, rollout_key
+from proxy_core.services.store import (
+    CircuitBreaker,
+    GuardedStore,
+    RolloutStatus,
+    cache_key,
+    rollout_key,
+    usage_key,
+)
 
 
 def test_key_is_namespaced_by_prefix_and_project() -> None:
     assert rollout_key("gw", "proj", "r1") == "gw:proj:rollout:r1"
+
+
+def test_ids_with_the_separator_cannot_reach_another_key() -> None:
+    """A rollout named ``r:usage`` must not own rollout ``r``'s usage hash (or any other key)."""
+    ids = ["r", "r:usage", "r%3Ausage", "r:usage:usage", "x:rollout:r", "%", ":"]
+    keys = [rollout_key("gw", "p", i) for i in ids] + [usage_key("gw", "p", i) for i in ids]
+    keys += [rollout_key("gw", p, "r") for p in ("p:rollout:r", "p:cache", "p%3A")] + [
+        cache_key("gw", "p:rollout", "r")
+    ]
+    assert len(set(keys)) == len(keys)
+    assert rollout_key("gw", "p", "r:usage") == "gw:p:rollout:r%3Ausage"
+    assert rollout_key("gw", "proj", "0193a6f0-7c1e-7d2a-9b1f-3c4d5e6f7a8b").endswith(
+        ":rollout:0193a6f0-7c1e-7d2a-9b1f-3c4d5e6f7a8b"
+    )
 
 
 async def test_memory_store_sets_per_project() -> None:
