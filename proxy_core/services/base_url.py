@@ -17,7 +17,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from proxy_core.errors import InvalidRequestError, PermissionDeniedError
 
@@ -82,8 +82,21 @@ def _parse_origin(url: str) -> _Origin:
         raise ValueError("query strings and fragments are not allowed")
     if not parts.hostname:
         raise ValueError("a host is required")
+    if _has_dot_segment(parts.path):
+        raise ValueError("'.' and '..' path segments are not allowed")
     port = parts.port if parts.port is not None else _DEFAULT_PORTS[scheme]
     return _Origin(scheme, parts.hostname.lower().rstrip("."), port, parts.path or "/")
+
+
+def _has_dot_segment(path: str) -> bool:
+    """True when the path climbs or stays put with ``.``/``..``, in any spelling.
+
+    The allow-list compares paths as written, but servers and proxies on the way normalise them:
+    ``/v1/../internal`` (or ``/v1/%2e%2e/internal``, ``/v1%2f..%2finternal``, ``/v1\\..``) would
+    pass a ``/v1`` prefix and then reach ``/internal``.
+    """
+    decoded = unquote(path).replace("\\", "/")
+    return any(segment in (".", "..") for segment in decoded.split("/"))
 
 
 def _is_forbidden_address(text: str) -> bool:

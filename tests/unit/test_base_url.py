@@ -59,6 +59,12 @@ async def test_allowed_url_is_returned(pad: bool) -> None:
         "http://models.example.com.evil.example/",
         "http://rebind.example.com/v1",  # allowed prefix, but resolves to the metadata address
         "http://localhost:9000/v1",  # not literally on the list
+        "http://127.0.0.1:9000/v1/../internal",  # climbs out of the allowed path once normalised
+        "http://127.0.0.1:9000/v1/%2e%2e/internal",
+        "http://127.0.0.1:9000/v1/%2E%2E",
+        "http://127.0.0.1:9000/v1%2f..%2finternal",
+        "http://127.0.0.1:9000/v1/..\\internal",
+        "http://127.0.0.1:9000/v1/./chat",
     ],
 )
 async def test_disallowed_urls_are_403(url: str) -> None:
