@@ -14,12 +14,14 @@ router = APIRouter()
 
 
 @router.get("/health")
+@router.get("/v1/health", include_in_schema=False)
 async def health() -> dict[str, str]:
     """Liveness: the process serves HTTP (the original gateway's exact answer)."""
     return {"status": "healthy", "service": "metadata-proxy"}
 
 
 @router.get("/ready")
+@router.get("/v1/ready", include_in_schema=False)
 async def ready(services: ServicesDep) -> JSONResponse:
     """Readiness: 200 only when the rollout store answers and the gateway is not draining.
 

@@ -122,12 +122,15 @@ def test_provider_specific_params_travel_in_the_body(gateway: Gateway, upstream_
 
 async def test_health_ready_models(gateway: Gateway) -> None:
     async with httpx.AsyncClient(base_url=gateway.url) as http:
-        assert (await http.get("/health")).json() == {"status": "healthy", "service": "metadata-proxy"}
-        ready = await http.get("/ready")
-        assert ready.status_code == 200
-        assert set(ready.json()["spans"]) == {"exported", "failed", "discarded"}
-        models = (await http.get("/v1/models")).json()
-        assert [m["id"] for m in models["data"]] == ["fake", "fake-keyed", "demo"]
+        for prefix in ("", "/v1"):  # every route also answers under a leading /v1
+            health = await http.get(f"{prefix}/health")
+            assert health.json() == {"status": "healthy", "service": "metadata-proxy"}
+            ready = await http.get(f"{prefix}/ready")
+            assert ready.status_code == 200
+            assert set(ready.json()["spans"]) == {"exported", "failed", "discarded"}
+        for path in ("/v1/models", "/models"):
+            models = (await http.get(path)).json()
+            assert [m["id"] for m in models["data"]] == ["fake", "fake-keyed", "demo"]
         missing = await http.get("/nope")
         assert missing.status_code == 404
         assert json.loads(missing.text)["error"]["code"] == "unknown_route"
