@@ -125,16 +125,20 @@ class GuardedStore:
         self._inner = inner
         self._breaker = breaker or CircuitBreaker()
 
-    def ensure_available(self) -> None:
-        """Raise 503 before any upstream spend when the store is known to be down."""
+    def ensure_available(self, consequence: str = "the completion was not sent") -> None:
+        """Raise 503 before any upstream spend when the store is known to be down.
+
+        ``consequence`` tells the client what did not happen (no provider spend for a completion,
+        nothing read for ``/traces``), so it knows a retry is safe.
+        """
         if self._breaker.is_open:
             raise StoreUnavailableError(
-                "The rollout store is unavailable; the completion was not sent.",
+                f"The rollout store is unavailable; {consequence}.",
                 retry_after_s=self._breaker.retry_after_s(),
             )
 
     async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None:
-        self.ensure_available()
+        self.ensure_available("the insertion id was not recorded")
         try:
             await self._inner.record(project_id, rollout_id, insertion_id, usage)
         except StoreUnavailableError:
@@ -143,11 +147,11 @@ class GuardedStore:
         self._breaker.succeeded()
 
     async def insertion_ids(self, project_id: str, rollout_id: str) -> set[str]:
-        self.ensure_available()
+        self.ensure_available("the rollout could not be read")
         return await self._guard_read(self._inner.insertion_ids(project_id, rollout_id))
 
     async def status(self, project_id: str, rollout_id: str) -> RolloutStatus:
-        self.ensure_available()
+        self.ensure_available("the rollout could not be read")
         return await self._guard_read(self._inner.status(project_id, rollout_id))
 
     async def _guard_read(self, pending: Awaitable[T]) -> T:

@@ -66,6 +66,10 @@ async def test_breaker_opens_after_consecutive_failures_and_fails_fast() -> None
     with pytest.raises(StoreUnavailableError) as info:
         store.ensure_available()
     assert int(info.value.headers["Retry-After"]) >= 1
+    assert "the completion was not sent" in info.value.message
     with pytest.raises(StoreUnavailableError):
         await store.record("p", "r", "i")
     assert inner.calls == 3
+    with pytest.raises(StoreUnavailableError) as read:
+        await store.insertion_ids("p", "r")
+    assert "could not be read" in read.value.message, "a read must not speak of a completion"
