@@ -2,12 +2,14 @@
 
 Langfuse splits tag filters on commas and Redis key names must not be ambiguous, so every id
 from a path is checked here before it is used anywhere: 1–256 characters, no ``/``, ``,``,
-whitespace or control characters.
+whitespace, control or invisible formatting characters (zero-width spaces and joiners, bidi
+overrides, byte-order marks: two ids that print the same in a dashboard must be the same id).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from proxy_core.errors import InvalidRequestError
 
@@ -23,6 +25,8 @@ def identifier_problem(value: str) -> str | None:
         return f"must be at most {MAX_IDENTIFIER_LENGTH} characters"
     if _FORBIDDEN.search(value):
         return "must not contain '/', ',', whitespace or control characters"
+    if not value.isascii() and any(unicodedata.category(ch) == "Cf" for ch in value):
+        return "must not contain invisible formatting characters (zero-width, bidi controls)"
     return None
 
 
