@@ -8,6 +8,8 @@ reach a LiteLLM control argument by naming it. Keys that would redirect the call
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +43,11 @@ RESERVED_TAG_PREFIXES = (
 MAX_TAGS = 64
 MAX_TAG_LENGTH = 200
 MAX_METADATA_ENTRIES = 64
+MAX_CHOICES = 128  # OpenAI's documented range for ``n`` is 1–128
+# A surrogate code point can only reach the decoder as a ``\uD800``–``\uDFFF`` escape (as raw bytes it is
+# invalid UTF-8), so a body without one cannot be rescued by the fallback decoder.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(slots=True)
@@ -60,14 +67,38 @@ def _bad(message: str, param: str | None) -> InvalidRequestError:
     return InvalidRequestError(message, param=param, code="invalid_value" if param else "invalid_json")
 
 
+def _replace_lone_surrogates(raw: bytes) -> Any:
+    """Decode JSON that orjson refused only for a lone ``\\uD83D``-style escape, with U+FFFD in its place.
+
+    The gateway this one replaced accepted such bodies (clients that cut strings at UTF-16 code units
+    send them), but a lone surrogate cannot be encoded as UTF-8 for the provider or the trace. The
+    standard parser reads it; every surrogate left in the result is lone (pairs were combined), so it
+    is replaced in the re-serialized text, which orjson then parses as usual. Whatever else orjson
+    refused (``NaN``, depth, a non-UTF-8 body, …) it refuses again, so this accepts nothing more.
+    """
+    text = json.dumps(json.loads(raw.decode("utf-8")), ensure_ascii=False)
+    return orjson.loads(_SURROGATE.sub("\ufffd", text))
+
+
+def _decode_json(raw: bytes) -> Any:
+    """orjson on the hot path; the standard parser only for a body orjson refused that has a surrogate escape."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        error = _bad(f"The request body is not valid JSON: {exc.msg}.", None)
+    if _SURROGATE_ESCAPE.search(raw) is None:
+        raise error
+    try:
+        return _replace_lone_surrogates(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise error from None
+
+
 def parse_json_body(raw: bytes) -> dict[str, Any]:
     """Decode the body; anything but a JSON object is a 400."""
     if not raw:
         raise _bad("The request body is empty; expected a JSON object.", None)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _bad(f"The request body is not valid JSON: {exc.msg}.", None) from None
+    body = _decode_json(raw)
     if not isinstance(body, dict):
         raise _bad("The request body must be a JSON object.", None)
     return body
@@ -83,10 +114,22 @@ def _check_messages(messages: Any) -> list[dict[str, Any]]:
         role = message.get("role")
         if role not in MESSAGE_ROLES:
             raise _bad(f"{param}.role must be one of {sorted(MESSAGE_ROLES)}.", f"{param}.role")
-        content = message.get("content")
-        if content is not None and not isinstance(content, str | list):
-            raise _bad(f"{param}.content must be a string, an array of parts, or null.", f"{param}.content")
+        _check_content(message.get("content"), f"{param}.content")
     return messages
+
+
+def _check_content(content: Any, param: str) -> None:
+    """A string, null, or parts that are objects with a ``type``: LiteLLM fails on anything else as a 5xx."""
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise _bad(f"{param} must be a string, an array of parts, or null.", param)
+    for index, part in enumerate(content):
+        part_param = f"{param}[{index}]"
+        if not isinstance(part, dict):
+            raise _bad(f"{part_param} must be an object with a 'type'.", part_param)
+        if not isinstance(part.get("type"), str):
+            raise _bad(f"{part_param}.type must be a string.", f"{part_param}.type")
 
 
 def _check_known_types(body: Mapping[str, Any]) -> None:
@@ -108,6 +151,28 @@ def _check_known_types(body: Mapping[str, Any]) -> None:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise _bad("'stream_options' must be an object.", "stream_options")
+    _check_response_format(body.get("response_format"))
+
+
+def _check_response_format(response_format: Any) -> None:
+    """An object with a ``type`` (``"json"`` alone makes LiteLLM fail as a 5xx); null means not set."""
+    if response_format is None:
+        return
+    if not isinstance(response_format, dict):
+        raise _bad("'response_format' must be an object with a 'type'.", "response_format")
+    if not isinstance(response_format.get("type"), str):
+        raise _bad("'response_format.type' must be a string.", "response_format.type")
+
+
+def _check_ranges(body: Mapping[str, Any]) -> None:
+    """Bounds of integers already known to be integers; providers differ on maximum tokens, so none is set."""
+    n = body.get("n")
+    if n is not None and not 1 <= n <= MAX_CHOICES:
+        raise _bad(f"'n' must be an integer from 1 to {MAX_CHOICES}.", "n")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = body.get(name)
+        if value is not None and value < 1:
+            raise _bad(f"'{name}' must be a positive integer.", name)
 
 
 def _split_metadata(metadata: Any) -> tuple[list[str], dict[str, Any]]:
@@ -138,6 +203,7 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         raise _bad("'model' must be a non-empty string.", "model")
     messages = _check_messages(body.get("messages"))
     _check_known_types(body)
+    _check_ranges(body)
     params: dict[str, Any] = {}
     extra_body: dict[str, Any] = {}
     for key, value in body.items():
