@@ -10,7 +10,13 @@ import httpx
 import litellm
 import openai
 
-from proxy_core.errors import AuthenticationError, GatewayError, UpstreamError, UpstreamTimeoutError
+from proxy_core.errors import (
+    AuthenticationError,
+    GatewayError,
+    InvalidRequestError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -57,6 +63,23 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+# LiteLLM's own check of message shapes, run before any network I/O; it surfaces wrapped in
+# LiteLLM's APIConnectionError, as if the provider had been unreachable.
+_LITELLM_MESSAGE_CHECK = "Invalid user message"
+
+
+def _is_transport_failure(cause: BaseException) -> bool:
+    """A failure of the connection itself (refused, reset, DNS), not of LiteLLM's own code.
+
+    LiteLLM's ``APIConnectionError`` subclasses the OpenAI SDK's and also wraps errors raised
+    inside LiteLLM before any request is sent; only the SDK's own class, a transport error or an
+    OS connection error mean the provider could not be reached.
+    """
+    if isinstance(cause, httpx.TransportError | ConnectionError):
+        return True
+    return isinstance(cause, openai.APIConnectionError) and not isinstance(cause, litellm.APIConnectionError)
+
+
 def translate_error(exc: Exception) -> GatewayError:
     """Map a LiteLLM/OpenAI-SDK exception to the gateway's hierarchy, keeping the provider status.
 
@@ -68,8 +91,13 @@ def translate_error(exc: Exception) -> GatewayError:
     causes = _causes(exc)
     if any(isinstance(c, litellm.Timeout | openai.APITimeoutError | httpx.TimeoutException) for c in causes):
         return UpstreamTimeoutError(f"The provider did not answer in time: {_clean_message(exc)}")
-    if any(isinstance(c, openai.APIConnectionError | httpx.TransportError) for c in causes):
+    if any(_is_transport_failure(c) for c in causes):
         return UpstreamError(f"Could not reach the provider: {_clean_message(exc)}", code="upstream_unreachable")
+    if any(str(c).startswith(_LITELLM_MESSAGE_CHECK) for c in causes):
+        reason = str(causes[-1]).rstrip(".")  # the innermost cause names the offending value
+        return InvalidRequestError(
+            f"The messages cannot be sent to the provider: {reason}.", param="messages", code="invalid_value"
+        )
     if any(type(c) is openai.OpenAIError for c in causes):
         # The OpenAI SDK refuses to send a request without a key before any network I/O.
         return AuthenticationError(

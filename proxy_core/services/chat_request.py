@@ -43,6 +43,8 @@ RESERVED_TAG_PREFIXES = (
 MAX_TAGS = 64
 MAX_TAG_LENGTH = 200
 MAX_METADATA_ENTRIES = 64
+# OpenAI's part types and the field each carries (other types are provider-specific and pass).
+_PART_PAYLOADS = {"text": "text", "image_url": "image_url", "input_audio": "input_audio", "file": "file"}
 MAX_CHOICES = 128  # OpenAI's documented range for ``n`` is 1–128
 # A surrogate code point can only reach the decoder as a ``\uD800``–``\uDFFF`` escape (as raw bytes it is
 # invalid UTF-8), so a body without one cannot be rescued by the fallback decoder.
@@ -128,8 +130,12 @@ def _check_content(content: Any, param: str) -> None:
         part_param = f"{param}[{index}]"
         if not isinstance(part, dict):
             raise _bad(f"{part_param} must be an object with a 'type'.", part_param)
-        if not isinstance(part.get("type"), str):
+        kind = part.get("type")
+        if not isinstance(kind, str):
             raise _bad(f"{part_param}.type must be a string.", f"{part_param}.type")
+        payload = _PART_PAYLOADS.get(kind)
+        if payload is not None and part.get(payload) is None:
+            raise _bad(f"{part_param}.{payload} is required in a part of type '{kind}'.", f"{part_param}.{payload}")
 
 
 def _check_known_types(body: Mapping[str, Any]) -> None:

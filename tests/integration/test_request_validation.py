@@ -21,6 +21,8 @@ MALFORMED: list[tuple[dict[str, Any], str, str]] = [
     ({"messages": [{"role": "user", "content": ["hi"]}], "stream": True}, "messages[0].content[0]", PART),
     ({"messages": [{"role": "user", "content": [None]}], "stream": True}, "messages[0].content[0]", PART),
     ({"messages": USER, "response_format": "json"}, "response_format", FORMAT),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content[0].image_url",
+     "messages[0].content[0].image_url is required in a part of type 'image_url'."),
     ({"messages": USER, "n": 1000}, "n", "'n' must be an integer from 1 to 128."),
     ({"messages": USER, "max_tokens": -5}, "max_tokens", "'max_tokens' must be a positive integer."),
 ]  # fmt: skip
@@ -49,3 +51,15 @@ async def test_a_lone_surrogate_is_served_as_a_replacement_character(
     response = await post(gateway, CHAT, content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 200, response.text
     assert upstream_state.completion_requests[-1].body["messages"][-1]["content"] == "broken \ufffd end"
+
+
+async def test_a_part_litellm_refuses_is_a_400_not_an_unreachable_provider(
+    gateway: Gateway, upstream_state: UpstreamState
+) -> None:
+    """LiteLLM checks part types itself, before any I/O, and wraps its refusal in its connection error."""
+    body = {"model": "fake", "messages": [{"role": "user", "content": [{"type": "bogus"}]}]}
+    response = await post(gateway, CHAT, json=body)
+    error = response.json()["error"]
+    assert (response.status_code, error["code"], error["param"]) == (400, "invalid_value", "messages"), error
+    assert "bogus" in error["message"]
+    assert upstream_state.completion_requests == []
