@@ -37,8 +37,11 @@ FORBIDDEN_PARAMS = frozenset(
 )  # fmt: skip
 FORBIDDEN_PREFIXES = ("langfuse_", "litellm_", "aws_", "vertex_")
 MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+# Tags the gateway writes itself: ids from the path, and the experiment arm and prompt version a
+# trace was served with. A client's tag with one of these prefixes could forge them; it is dropped.
 RESERVED_TAG_PREFIXES = (
     "rollout_id:", "insertion_id:", "invocation_id:", "experiment_id:", "run_id:", "row_id:", "project_id:",
+    "experiment:", "variant:", "prompt:",
 )  # fmt: skip
 MAX_TAGS = 64
 MAX_TAG_LENGTH = 200

@@ -25,7 +25,18 @@ def test_split_into_params_extras_and_metadata() -> None:
             "stream": True,
             "top_k": 5,
             "user": "u1",
-            "metadata": {"tags": ["mine", "rollout_id:spoof", "insertion_id:x", "mine"], "team": "a"},
+            "metadata": {
+                "tags": [
+                    "mine",
+                    "rollout_id:spoof",
+                    "insertion_id:x",
+                    "mine",
+                    "experiment:e",
+                    "variant:b",
+                    "prompt:p:9",
+                ],
+                "team": "a",
+            },
         }
     )
     assert request.stream is True
