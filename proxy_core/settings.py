@@ -5,16 +5,26 @@ The environment names for the variables the original gateway defined (``PORT``, 
 ``SECRETS_PATH``, ``LANGFUSE_HOST``, ``REQUEST_TIMEOUT``, ``LOG_LEVEL``) are kept as they were so a
 deployment of it can switch over without edits. Files named by the settings (the secrets file and
 the model catalogue) are loaded and validated here too, so that a bad deployment fails at start-up
-with one message instead of on the first request.
+with one message instead of on the first request. What they load is never read from the
+environment: a ``SECRETS`` variable standing in for the secrets file would also drop the gateway's
+API keys, and with them authentication.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from proxy_core.config_files import ConfigError, ModelCatalog, SecretsFile, load_catalog, load_secrets
 from proxy_core.policy_config import EnvironmentName
@@ -23,6 +33,24 @@ from proxy_core.production import production_problems
 DEFAULT_LANGFUSE_HOST = "https://us.cloud.langfuse.com"
 DEFAULT_SECRETS_PATH = Path("proxy_core/secrets.yaml")
 DEFAULT_GATEWAY_CONFIG = Path("config_no_cache.yaml")
+
+
+class NotFromEnvironment:
+    """Marks a field no environment variable sets (``Annotated[..., NotFromEnvironment]``)."""
+
+
+class _EnvironmentVariables(EnvSettingsSource):
+    """The environment, minus the fields marked ``NotFromEnvironment``; a value that cannot be
+    parsed is a ``ConfigError`` naming its variable, not pydantic-settings' ``SettingsError``."""
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        if NotFromEnvironment in field.metadata:
+            return None
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:  # the JSON decoder's message quotes no part of the value
+            detail = f" as JSON ({exc})" if isinstance(exc, json.JSONDecodeError) else ""
+            raise ConfigError(f"{field_name.upper()}: cannot be parsed{detail}") from None
 
 
 class Settings(BaseSettings):
@@ -78,9 +106,23 @@ class Settings(BaseSettings):
     allowed_base_urls: Annotated[tuple[str, ...], NoDecode] = ()
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
-    # Loaded from the files above (not environment variables).
-    secrets: SecretsFile = Field(default_factory=SecretsFile, exclude=True)
-    catalog: ModelCatalog = Field(default_factory=ModelCatalog.embedded_default, exclude=True)
+    # Loaded from the files above; only keyword arguments (tests, embedders) can set them directly.
+    secrets: Annotated[SecretsFile, NotFromEnvironment] = Field(default_factory=SecretsFile, exclude=True)
+    catalog: Annotated[ModelCatalog, NotFromEnvironment] = Field(
+        default_factory=ModelCatalog.embedded_default, exclude=True
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment; no ``.env`` or secrets directory."""
+        return init_settings, _EnvironmentVariables(settings_cls)
 
     @field_validator("allowed_base_urls", mode="before")
     @classmethod

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
+import proxy_core.main
 from proxy_core.config_files import ConfigError, ModelCatalog
-from proxy_core.settings import Settings
+from proxy_core.settings import NotFromEnvironment, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,6 +99,58 @@ def test_catalog_env_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert settings.catalog.model_list[0].litellm_params["api_key"] == "sk-from-env"
 
 
+@pytest.mark.parametrize(
+    ("secrets", "catalog"),
+    [
+        ("/tmp/x", "/tmp/y"),  # not JSON: used to stop start-up with a SettingsError traceback
+        ('{"default_project_id": null}', '{"model_list": []}'),  # used to replace the files' contents
+    ],
+)
+def test_the_files_contents_cannot_be_set_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, secrets: str, catalog: str
+) -> None:
+    (tmp_path / "s.yaml").write_text(SECRETS)
+    monkeypatch.setenv("SECRETS_PATH", str(tmp_path / "s.yaml"))
+    monkeypatch.setenv("SECRETS", secrets)
+    monkeypatch.setenv("CATALOG", catalog)
+    settings = Settings()
+    assert settings.default_project_id == "proj-a"
+    assert [key.name for key in settings.secrets.api_keys] == ["team"]  # authentication stays on
+    assert settings.catalog == ModelCatalog.embedded_default()
+
+
+def test_only_the_files_contents_are_hidden_from_the_environment() -> None:
+    """Every other field is a documented variable; a new field loaded from a file needs the marker."""
+    hidden = {name for name, field in Settings.model_fields.items() if NotFromEnvironment in field.metadata}
+    assert hidden == {"secrets", "catalog"}
+
+
+class _WithStructuredValue(Settings):
+    """A field pydantic-settings decodes from JSON, as ``Settings`` no longer has one."""
+
+    limits: dict[str, int] = Field(default_factory=dict)
+
+
+def test_an_unparsable_structured_value_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIMITS", '{"a": ')
+    with pytest.raises(ConfigError, match=r"^LIMITS: cannot be parsed as JSON \(Expecting value"):
+        _WithStructuredValue()
+    monkeypatch.setenv("LIMITS", '{"a": 1}')
+    assert _WithStructuredValue().limits == {"a": 1}
+
+
+def test_an_unparsable_structured_value_stops_start_up_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(proxy_core.main, "Settings", _WithStructuredValue)
+    monkeypatch.setenv("LIMITS", "[1,")
+    assert proxy_core.main.main() == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "proxy_core: invalid configuration: "
+        "LIMITS: cannot be parsed as JSON (Expecting value: line 1 column 4 (char 3))"
+    ]
+
+
 def test_invalid_values_are_validation_errors() -> None:
     with pytest.raises(ValidationError):
         Settings(port=0)
@@ -124,6 +177,19 @@ def test_cli_reports_one_line_and_exits_2(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "PORT" in lines[0]
+
+
+def test_cli_reports_a_yaml_error_on_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("langfuse_keys: {p: {public_key: pk\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "SECRETS"))}
+    env.update(SECRETS_PATH=str(tmp_path / "bad.yaml"), PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy_core"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"proxy_core: invalid configuration: {tmp_path / 'bad.yaml'} is not valid YAML: ")
 
 
 def test_production_refuses_unsafe_configurations(tmp_path: Path) -> None:
