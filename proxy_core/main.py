@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import sys
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from proxy_core.config_files import ConfigError
 from proxy_core.settings import Settings
 
 
 def load_settings() -> Settings:
+    """Settings from the environment; every way they can be wrong is a ``ConfigError``."""
     try:
         return Settings()
     except ValidationError as exc:
@@ -26,6 +30,10 @@ def load_settings() -> Settings:
             f"{'.'.join(str(p) for p in error['loc']).upper() or 'settings'}: {error['msg']}" for error in exc.errors()
         )
         raise ConfigError(problems) from None
+    except SettingsError as exc:
+        # It names the field, not its variable: 'error parsing value for field "x" from source "…"'.
+        field = re.search(r'field "(\w+)"', str(exc))
+        raise ConfigError(f"{field.group(1).upper()}: cannot be parsed" if field else str(exc)) from None
 
 
 def configure_logging(level: str) -> None:
@@ -82,6 +90,26 @@ def app_from_environment() -> FastAPI:
     return app
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn serves the gateway: no WebSocket handling (there is no WebSocket route, and
+    uvicorn would log each refused handshake's query string), access log without query values."""
+    from proxy_core.serving import access_log_config
+
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "loop": "uvloop",
+        "http": "httptools",
+        "ws": "none",
+        "log_level": settings.log_level.lower(),
+        "log_config": access_log_config(),
+        "timeout_graceful_shutdown": int(settings.graceful_shutdown_timeout_s),
+        "timeout_keep_alive": settings.keep_alive_s,
+        "proxy_headers": False,
+    }
+
+
 def main() -> int:
     try:
         settings = load_settings()
@@ -89,21 +117,10 @@ def main() -> int:
 
         create_app(settings)  # validate the wiring (catalogue, allow-list) before binding a port
     except ConfigError as exc:
-        print(f"proxy_core: invalid configuration: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # YAML parser messages span several lines
+        print(f"proxy_core: invalid configuration: {message}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     from proxy_core.serving import serve
 
-    return serve(
-        {
-            "host": settings.host,
-            "port": settings.port,
-            "workers": settings.workers,
-            "loop": "uvloop",
-            "http": "httptools",
-            "log_level": settings.log_level.lower(),
-            "timeout_graceful_shutdown": int(settings.graceful_shutdown_timeout_s),
-            "timeout_keep_alive": settings.keep_alive_s,
-            "proxy_headers": False,
-        }
-    )
+    return serve(uvicorn_options(settings))

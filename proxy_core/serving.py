@@ -13,23 +13,70 @@ spread over the workers whatever the client does. uvicorn's supervisor is kept a
 (health checks, restarts of dead workers, SIGHUP/SIGTTIN/SIGTTOU): it only hands each worker
 process the ``sockets`` it was given, pickled, and a ``ReusePortListener`` unpickles, in the
 worker, as that worker's own freshly bound socket.
+
+uvicorn's access log would record every request target verbatim, and a ``/traces`` query string
+carries client data (``user_id=jane.doe@example.org``). ``access_log_config`` is uvicorn's own
+logging configuration plus a filter that keeps the path and the parameter names and drops every
+value, so the access log never holds what the PII rules keep out of every other log.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import re
 import socket
 import sys
 from typing import Any, cast
 
 import uvicorn
-from uvicorn.config import STARTUP_FAILURE
+from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 # uvicorn's own logger, configured by ``uvicorn.Config``: the line sits with uvicorn's start-up lines.
 logger = logging.getLogger("uvicorn.error")
 
 APP_FACTORY = "proxy_core.main:app_from_environment"
+
+# Stands for each query value in the access log (ASCII: the log may go to a non-UTF-8 stream).
+REMOVED = "..."
+# A parameter name is kept only if it is a plain identifier; anything else could be data too.
+_PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def without_query_values(target: str) -> str:
+    """``/traces?tags=rollout_id:r1&user_id=jane@x.org`` → ``/traces?tags=...&user_id=...``."""
+    path, _, query = target.partition("?")
+    if not query:
+        return path
+    names = (part.partition("=")[0] for part in query.split("&") if part)
+    return path + "?" + "&".join(f"{name if _PARAMETER_NAME.fullmatch(name) else REMOVED}={REMOVED}" for name in names)
+
+
+class QueryValuesFilter(logging.Filter):
+    """Rewrites the request target of uvicorn's access-log records with ``without_query_values``.
+
+    uvicorn logs ``(client, method, target, http_version, status)`` as the record's arguments and
+    its formatter reads them back from there, so only the target is replaced, in place.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (*args[:2], without_query_values(args[2]), *args[3:])
+        return True
+
+
+def access_log_config() -> dict[str, Any]:
+    """uvicorn's default logging configuration, with ``QueryValuesFilter`` on its access logger.
+
+    Passed as uvicorn's ``log_config``, so the worker processes, which configure their logging
+    again from it, get the filter too.
+    """
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"query_values": {"()": f"{__name__}.{QueryValuesFilter.__name__}"}}
+    config["loggers"]["uvicorn.access"]["filters"] = ["query_values"]
+    return config
 
 
 def reuse_port_supported() -> bool:

@@ -19,8 +19,9 @@ from proxy_core.errors import UpstreamError
 from proxy_core.services.llm import ChunkStream, Completion, LlmCall
 
 # These libraries log request bodies or credentials at debug level (LiteLLM and the OpenAI SDK
-# the prompts, httpcore and urllib3 the headers): they stay at WARNING whatever LOG_LEVEL says.
-for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "openai", "httpcore", "urllib3"):
+# the prompts, httpcore and urllib3 the headers), and httpx every URL at INFO (a Langfuse read's
+# carries the client's /traces filters): they stay at WARNING whatever LOG_LEVEL says.
+for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "openai", "httpx", "httpcore", "urllib3"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 # LiteLLM prints a "Give Feedback / Get Help" banner to stdout on every provider error.
 litellm.suppress_debug_info = True
