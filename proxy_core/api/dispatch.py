@@ -28,7 +28,12 @@ _METHODS = {
 }
 
 
-@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+# Every standard method reaches ``dispatch``: for one the route did not list, Starlette would answer
+# 405 itself, naming the catch-all's methods in ``Allow`` instead of the path's own.
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+
+
+@router.api_route("/{path:path}", methods=ALL_METHODS, include_in_schema=False)
 async def dispatch(request: Request, services: ServicesDep) -> Response:
     raw_path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
     target = parse_metadata_path(raw_path.split("?", 1)[0])

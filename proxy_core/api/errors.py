@@ -10,11 +10,19 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from proxy_core.errors import GatewayError, InternalError, InvalidRequestError, NotFoundError
+from proxy_core.errors import (
+    GatewayError,
+    InternalError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
 
 logger = logging.getLogger("proxy_core.api")
 
-_HTTP_ERROR_TYPES = {404: "invalid_request_error", 405: "invalid_request_error"}
+# Codes of the other statuses Starlette or FastAPI may raise themselves (``http_<status>`` for the rest).
+_HTTP_ERROR_CODES = {400: "invalid_request", 415: "unsupported_media_type"}
 
 
 def error_response(error: GatewayError) -> Response:
@@ -33,15 +41,37 @@ async def _gateway_error(_: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+def _from_http_exception(request: Request, exc: StarletteHTTPException) -> GatewayError:
+    """The gateway's error for an ``HTTPException`` raised by Starlette or FastAPI (routing, mostly)."""
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if status == 404:
+        return NotFoundError(
+            f"Unknown route: {request.method} {request.url.path}", code="unknown_route", headers=headers
+        )
+    if status == 405:
+        return _method_not_allowed(request.method, headers)
+    if status == 413:
+        return PayloadTooLargeError(str(exc.detail), headers=headers)
+    error = GatewayError(
+        str(exc.detail), status_code=status, code=_HTTP_ERROR_CODES.get(status, f"http_{status}"), headers=headers
+    )
+    error.error_type = "invalid_request_error" if status < 500 else "api_error"
+    return error
+
+
+def _method_not_allowed(method: str, headers: dict[str, str]) -> MethodNotAllowedError:
+    """Starlette's 405: ``Allow`` lists the matched route's methods, in set order; sorted here."""
+    allowed = sorted({part.strip() for part in headers.pop("Allow", "").split(",")} - {""})
+    if not allowed:
+        return MethodNotAllowedError(f"{method} is not allowed here.", headers=headers)
+    headers["Allow"] = ", ".join(allowed)
+    return MethodNotAllowedError(f"{method} is not allowed here; use {headers['Allow']}.", headers=headers)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 404:
-        error: GatewayError = NotFoundError(f"Unknown route: {request.method} {request.url.path}", code="unknown_route")
-    else:
-        error = GatewayError(str(exc.detail), status_code=exc.status_code, code=f"http_{exc.status_code}")
-        error.error_type = _HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request_error")
-    error.headers.update(exc.headers or {})
-    return error_response(error)
+    return error_response(_from_http_exception(request, exc))
 
 
 async def _validation_error(_: Request, exc: Exception) -> Response:

@@ -13,15 +13,15 @@ from proxy_core.api.deps import ServicesDep
 router = APIRouter()
 
 
-@router.get("/health")
-@router.get("/v1/health", include_in_schema=False)
+@router.api_route("/health", methods=["GET", "HEAD"])  # load balancers probe with HEAD too
+@router.api_route("/v1/health", methods=["GET", "HEAD"], include_in_schema=False)
 async def health() -> dict[str, str]:
     """Liveness: the process serves HTTP (the original gateway's exact answer)."""
     return {"status": "healthy", "service": "metadata-proxy"}
 
 
-@router.get("/ready")
-@router.get("/v1/ready", include_in_schema=False)
+@router.api_route("/ready", methods=["GET", "HEAD"])  # load balancers probe with HEAD too
+@router.api_route("/v1/ready", methods=["GET", "HEAD"], include_in_schema=False)
 async def ready(services: ServicesDep) -> JSONResponse:
     """Readiness: 200 only when the rollout store answers and the gateway is not draining.
 

@@ -127,6 +127,8 @@ async def test_health_ready_models(gateway: Gateway) -> None:
             assert health.json() == {"status": "healthy", "service": "metadata-proxy"}
             ready = await http.get(f"{prefix}/ready")
             assert ready.status_code == 200
+            for probe in ("health", "ready"):  # load balancers probe with HEAD too
+                assert (await http.head(f"{prefix}/{probe}")).status_code == 200
             assert set(ready.json()["spans"]) == {"exported", "failed", "discarded"}
         for path in ("/v1/models", "/models"):
             models = (await http.get(path)).json()

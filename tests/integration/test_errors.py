@@ -150,6 +150,68 @@ async def test_client_errors_are_exact_and_side_effect_free(
     assert await no_keys(redis_client, key_prefix)
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/chat/completions"),
+        ("OPTIONS", "/v1/chat/completions"),
+        ("TRACE", f"/{rollout_path('r1')}/chat/completions"),
+        ("POST", "/v1/traces"),
+        ("OPTIONS", "/v1/traces"),
+    ],
+)
+async def test_a_method_a_route_does_not_take_is_405_method_not_allowed(
+    gateway: Gateway, method: str, path: str
+) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        response = await http.request(method, path)
+    assert response.status_code == 405
+    error = response.json()["error"]
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", None, "method_not_allowed")
+    assert error["message"].startswith(f"{method} is not allowed here; use ")
+    assert response.headers["allow"]
+
+
+def _method_not_allowed(method: str, allowed: str) -> tuple[int, str | None, dict[str, Any]]:
+    message = f"{method} is not allowed here; use {allowed}."
+    return (
+        405,
+        allowed,
+        {"message": message, "type": "invalid_request_error", "param": None, "code": "method_not_allowed"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("OPTIONS", "/v1/chat/completions", _method_not_allowed("OPTIONS", "POST")),
+        ("TRACE", f"/{rollout_path('r1')}/chat/completions", _method_not_allowed("TRACE", "POST")),
+        ("OPTIONS", "/v1/traces", _method_not_allowed("OPTIONS", "GET")),
+        (
+            "OPTIONS",
+            "/v1/embeddings",
+            (
+                404,
+                None,
+                {
+                    "message": "Unknown route: OPTIONS /v1/embeddings",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "unknown_route",
+                },
+            ),
+        ),
+    ],
+)
+async def test_allow_names_only_the_methods_of_the_path(
+    gateway: Gateway, method: str, path: str, expected: tuple[int, str | None, dict[str, Any]]
+) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        response = await http.request(method, path)
+    status, allow, error = expected
+    assert (response.status_code, response.headers.get("allow"), response.json()) == (status, allow, {"error": error})
+
+
 async def test_oversized_body_is_413(gateway_factory: GatewayFactory, upstream_state: UpstreamState) -> None:
     gateway = gateway_factory(max_body_bytes=4096)
     big = {"model": "fake", "messages": [{"role": "user", "content": "x" * 10_000}]}
