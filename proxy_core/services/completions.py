@@ -133,7 +133,8 @@ class CompletionService:
         raw_user = body.get("user") if isinstance(body.get("user"), str) else None
         unit = session_id or header_user or raw_user or (path.rollout.rollout_id if path.rollout else None)
         prepared = await self._preparer.prepare(project, headers, body, variables, unit)
-        request = parse_chat_request(self._sanitizer.sanitize_request(project.store_id, prepared.body))
+        redaction = self._sanitizer.for_request(project.store_id)
+        request = parse_chat_request(redaction.body(prepared.body))
         request.client_tags.extend(prepared.trace_tags())
         request.client_metadata.update(prepared.trace_metadata())
         context = _Context(
@@ -141,8 +142,10 @@ class CompletionService:
             project=project,
             principal=principal,
             insertion_id=str(uuid7()) if path.rollout is not None else None,
-            governance=self._governance.apply(project.store_id, headers, request.client_metadata, session_id),
-            user_id=header_user or request.params.get("user"),
+            governance=self._governance.apply(
+                project.store_id, headers, request.client_metadata, redaction.text(session_id), redaction.text
+            ),
+            user_id=redaction.text(header_user) or request.params.get("user"),
             cache_allowed=not _opts_out_of_cache(headers),
         )
         return request, prepared, context

@@ -3,12 +3,16 @@
 The organisation must be able to find every call again (by tenant, by payer …), so a project can
 require metadata keys; a call that lacks one is refused before any provider spend, with every
 missing key named. Present keys become ``key:value`` tags and trace metadata.
+
+Values from the body's metadata arrive already redacted with the rest of the body; values taken
+from ``x-metadata-*`` headers are redacted here with the request's redaction, after they are
+checked, so a client's error names what it sent.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +22,8 @@ from proxy_core.policy_config import EnvironmentProfile, Experiment, GovernanceC
 
 METADATA_HEADER_PREFIX = "x-metadata-"
 MAX_METADATA_VALUE = 256
+
+HeaderRedaction = Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +46,9 @@ def _header_metadata(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def _required(policy: ProjectPolicy, headers: Mapping[str, str], body_metadata: Mapping[str, Any]) -> dict[str, str]:
+def _required(
+    policy: ProjectPolicy, headers: Mapping[str, str], body_metadata: Mapping[str, Any], redact: HeaderRedaction
+) -> dict[str, str]:
     from_headers = _header_metadata(headers)
     values: dict[str, str] = {}
     missing = []
@@ -55,7 +63,7 @@ def _required(policy: ProjectPolicy, headers: Mapping[str, str], body_metadata: 
             raise InvalidRequestError(
                 f"Invalid metadata {key!r}: {problem or 'too long'}.", param=f"metadata.{key}", code="invalid_metadata"
             )
-        values[key] = value
+        values[key] = redact(value) if key in from_headers else value
     if missing:
         raise InvalidRequestError(
             "Missing required metadata: " + ", ".join(missing) + " (send them as x-metadata-<key> headers "
@@ -79,10 +87,21 @@ class Governance:
         return self._config.policy_for(project_id).experiments
 
     def apply(
-        self, project_id: str, headers: Mapping[str, str], body_metadata: Mapping[str, Any], session_id: str | None
+        self,
+        project_id: str,
+        headers: Mapping[str, str],
+        body_metadata: Mapping[str, Any],
+        session_id: str | None,
+        redact_header: HeaderRedaction,
     ) -> CallGovernance:
+        """What the project's rules decide for one call.
+
+        ``session_id`` arrives already redacted. ``redact_header`` is the request's redaction
+        (``RequestRedaction.text``), applied to the ``x-metadata-*`` values read here; it is
+        required, so no caller can forget it.
+        """
         policy = self._config.policy_for(project_id)
-        required = _required(policy, headers, body_metadata)
+        required = _required(policy, headers, body_metadata, redact_header)
         generated = session_id is None and policy.generate_session_id
         tags = tuple(self._profile.langfuse.default_tags) + tuple(f"{k}:{v}" for k, v in required.items())
         return CallGovernance(

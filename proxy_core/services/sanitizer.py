@@ -1,7 +1,8 @@
 """Where PII is removed, per project: before the provider call, and again before export.
 
-* ``redact`` mode (default): the request body is redacted before LiteLLM sees it, so the
-  provider, the trace and every log see placeholders only.
+* ``redact`` mode (default): the request body, and the header values that become trace fields
+  (``x-session-id``, ``x-user-id``, ``x-metadata-*``), are redacted before LiteLLM sees them, so
+  the provider, the trace and every log see placeholders only.
 * ``trace_only``: the provider receives the original text (e.g. under a BAA); only traces and
   logs are redacted.
 * In both modes spans are redacted once more as they are exported (``span_redaction``): this
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from proxy_core.errors import SanitizerError
 from proxy_core.policy_config import GovernanceConfig, PiiPolicy
@@ -36,6 +37,51 @@ class SpanRedaction:
 
     new_redactor: Callable[[], TextRedactor]
     outputs_only: bool
+
+
+class RequestRedaction:
+    """One request's redaction: its body and the header values its trace receives, one memo.
+
+    Sharing the memo keeps one value on one placeholder wherever it arrived: an e-mail sent both
+    as ``x-user-id`` and as the body's ``user`` is ``<REDACTED_EMAIL_1>`` in both places. Header
+    values are redacted in exactly the mode the body is (``redact``); in ``trace_only`` mode they
+    reach the trace only as span attributes, which are redacted at export, and in ``off`` mode
+    nothing is. Without a redactor this is the identity.
+    """
+
+    __slots__ = ("_memo", "_redactor")
+
+    def __init__(self, redactor: PiiRedactor | None) -> None:
+        self._redactor = redactor
+        self._memo = PlaceholderMemo()
+
+    def body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The body to send upstream."""
+        if self._redactor is None:
+            return body
+        try:
+            return redact_chat_body(body, self._redactor, self._memo)
+        except PiiEngineError:
+            raise _refused() from None
+
+    @overload
+    def text(self, value: str) -> str: ...
+
+    @overload
+    def text(self, value: None) -> None: ...
+
+    def text(self, value: str | None) -> str | None:
+        """A header value bound for the trace (session id, user id, metadata); ``None`` stays ``None``."""
+        if value is None or self._redactor is None:
+            return value
+        try:
+            return self._redactor.redact(value, self._memo)
+        except PiiEngineError:
+            raise _refused() from None
+
+
+def _refused() -> SanitizerError:
+    return SanitizerError("The request could not be sanitized; it was not forwarded.")
 
 
 class Sanitizer:
@@ -58,15 +104,10 @@ class Sanitizer:
             if policy.mode != "off":
                 self._redactor(policy)
 
-    def sanitize_request(self, project_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        """The body to send upstream: redacted in ``redact`` mode, unchanged otherwise."""
+    def for_request(self, project_id: str) -> RequestRedaction:
+        """The redaction of one request: active in ``redact`` mode, the identity otherwise."""
         policy = self._config.pii_for(project_id)
-        if policy.mode != "redact":
-            return body
-        try:
-            return redact_chat_body(body, self._redactor(policy), PlaceholderMemo())
-        except PiiEngineError:
-            raise SanitizerError("The request could not be sanitized; it was not forwarded.") from None
+        return RequestRedaction(self._redactor(policy) if policy.mode == "redact" else None)
 
     def span_redaction(self, public_key: str) -> SpanRedaction | None:
         """Export-stage redaction for spans sent with ``public_key`` (None when PII is off)."""

@@ -12,6 +12,7 @@ import pytest
 
 from proxy_core.config_files import ModelCatalog
 from proxy_core.services.pii import engine
+from tests.fakes.langfuse_model import TraceRecord
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.upstream import UpstreamState
 from tests.integration.conftest import Gateway, GatewayFactory, catalog_for, rollout_path
@@ -169,3 +170,110 @@ async def test_gateway_tags_survive_export_redaction(governed: Gateway, langfuse
     tags = traces.json()["traces"][0]["tags"]
     assert f"insertion_id:{sent.headers['x-insertion-id']}" in tags
     assert {"row_id:4111111111111111", "invocation_id:345-67-8912"} <= set(tags)
+
+
+def declarations_body() -> dict[str, Any]:
+    """Canaries in the fields beyond the conversation: stop, tools, response format, an extra key."""
+    c = CANARIES
+    schema = {
+        "type": "object",
+        "properties": {"member": {"type": "string", "description": f"e.g. {c['member']}"}},
+        "required": ["member"],
+    }
+    return {
+        "model": "fake",
+        "stop": [c["email"]],
+        "tools": [{"type": "function", "function": {"name": "f", "description": f"SSN {c['ssn']}"}}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "card", "schema": schema}},
+        "my_field": f"SSN {c['ssn']}",
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+
+
+def generation_attributes(langfuse: LangfuseState, project: str, rollout: str) -> dict[str, Any]:
+    def found() -> dict[str, Any] | None:
+        tagged = (s for s in langfuse.spans(project) if rollout in str(s.attributes.get("langfuse.trace.tags")))
+        return next((dict(s.attributes) for s in tagged), None)
+
+    attributes = langfuse.wait_for(found, timeout=10)
+    assert attributes is not None
+    return attributes
+
+
+def trace_with(langfuse: LangfuseState, project: str, insertion_id: str) -> TraceRecord:
+    trace = langfuse.wait_for(
+        lambda: next((t for t in langfuse.traces(project) if f"insertion_id:{insertion_id}" in t.tags), None),
+        timeout=10,
+    )
+    assert trace is not None
+    return trace
+
+
+@pytest.mark.parametrize(("project", "provider_sees_pii"), [("proj-a", False), ("proj-b", True)])
+async def test_declarations_stop_and_extra_keys_are_redacted(
+    governed: Gateway, upstream_state: UpstreamState, langfuse: LangfuseState, project: str, provider_sees_pii: bool
+) -> None:
+    rollout = f"pii-{uuid.uuid4().hex[:8]}"
+    path = f"/project_id/{project}/{rollout_path(rollout)}/chat/completions"
+    async with httpx.AsyncClient(base_url=governed.url, timeout=30, headers={"authorization": "Bearer k"}) as http:
+        response = await http.post(path, json=declarations_body())
+    assert response.status_code == 200, response.text
+
+    sent = upstream_state.completion_requests[-1].body
+    assert bool(hits(json.dumps(sent))) is provider_sees_pii, hits(json.dumps(sent))
+    if not provider_sees_pii:
+        assert sent["stop"] == ["<REDACTED_EMAIL_1>"]
+        assert sent["tools"] == [{"type": "function", "function": {"name": "f", "description": "SSN <REDACTED_SSN_1>"}}]
+        member = sent["response_format"]["json_schema"]["schema"]["properties"]["member"]
+        assert member == {"type": "string", "description": "e.g. <REDACTED_MEMBER_ID_1>"}
+        assert sent["my_field"] == "SSN <REDACTED_SSN_1>"
+
+    attributes = generation_attributes(langfuse, project, rollout)
+    assert hits(json.dumps(attributes, default=str)) == []
+    invocation = json.loads(attributes["llm.invocation_parameters"])
+    assert invocation["stop"] == ["<REDACTED_EMAIL_1>"]
+    assert attributes["llm.tools.0.description"] == "SSN <REDACTED_SSN_1>"
+
+
+HEADER_IDS = {"x-user-id": CANARIES["email"], "x-session-id": f"ssn-{CANARIES['ssn']}"}
+
+
+@pytest.mark.parametrize("project", ["proj-a", "proj-b"])
+async def test_session_and_user_headers_get_the_bodys_placeholders(
+    governed: Gateway, upstream_state: UpstreamState, langfuse: LangfuseState, project: str
+) -> None:
+    """The same e-mail as ``x-user-id`` and as the body's ``user`` is one placeholder in the trace."""
+    rollout = f"pii-{uuid.uuid4().hex[:8]}"
+    body = {"model": "fake", "user": CANARIES["email"], "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"authorization": "Bearer k", **HEADER_IDS}
+    async with httpx.AsyncClient(base_url=governed.url, timeout=30, headers=headers) as http:
+        response = await http.post(f"/project_id/{project}/{rollout_path(rollout)}/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+
+    sent = upstream_state.completion_requests[-1]
+    assert hits(json.dumps([sent.body, sent.headers])) == []
+    trace = trace_with(langfuse, project, response.headers["x-insertion-id"])
+    assert (trace.user_id, trace.session_id) == ("<REDACTED_EMAIL_1>", "ssn-<REDACTED_SSN_1>")
+    assert hits(json.dumps(trace.metadata, default=str)) == []
+    assert hits(spans_text(langfuse, project, rollout)[1]) == []
+
+
+async def test_required_metadata_headers_are_redacted_in_the_trace(
+    gateway_factory: GatewayFactory, upstream: Any, langfuse: LangfuseState
+) -> None:
+    base = governed_catalog(upstream[0].url).model_dump()
+    base["projects"]["proj-a"]["required_metadata"] = ["payer_id"]
+    gateway = gateway_factory(catalog=ModelCatalog.model_validate(base))
+    rollout = f"pii-{uuid.uuid4().hex[:8]}"
+    headers = {"authorization": "Bearer k", "x-metadata-payer-id": CANARIES["ssn"]}
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, headers=headers) as http:
+        response = await http.post(
+            f"/project_id/proj-a/{rollout_path(rollout)}/chat/completions",
+            json={"model": "fake", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    assert response.status_code == 200, response.text
+
+    trace = trace_with(langfuse, "proj-a", response.headers["x-insertion-id"])
+    assert "payer_id:<REDACTED_SSN_1>" in trace.tags
+    assert trace.metadata["payer_id"] == "<REDACTED_SSN_1>"
+    assert hits(spans_text(langfuse, "proj-a", rollout)[1]) == []

@@ -1,39 +1,63 @@
 """Redaction of an OpenAI chat-completions body before it reaches LiteLLM, traces or logs.
 
-Only the fields that carry conversation text are rewritten: message content and text parts,
-message names, tool-call and legacy function-call arguments, predicted output, the ``user`` field
-and every string inside ``metadata``. Model names, sampling parameters and tool schemas pass through untouched.
-The input is never mutated: every container on the path to a rewritten string is copied, and
-untouched values are shared with the input.
+Every string the provider or a trace can see is rewritten, except values that are structure
+rather than text. Top-level fields fall into three groups:
+
+* parameters that hold only numbers, booleans, enum words or references to declared names
+  (``model``, ``temperature``, ``seed``, ``tool_choice`` …) pass through without being looked at;
+* fields with a known layout are walked by rules that keep their structure: messages, predicted
+  output, and declarations (``tools``, ``functions``, ``response_format``, see ``declarations``);
+* every other field has all of its strings redacted: ``user``, ``metadata``, ``stop``,
+  ``safety_identifier``, ``prompt_cache_key`` and any provider-specific extra key, so a field the
+  gateway does not know cannot carry PII past it.
+
+A ``stop`` sequence holding PII becomes its placeholder: a stop on the original value would hand
+it to the provider, and the model, shown only the placeholder, writes the placeholder. A body with
+no declarations and no extra keys costs one set lookup per top-level key beyond the walk of its
+text. The input is never mutated: every container on the path to a rewritten string is copied,
+and untouched values are shared with it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
+from .declarations import redact_declaration, redact_declarations
 from .engine import PiiEngineError, PiiRedactor, PlaceholderMemo
+from .values import redact_text_value
 
 _STRUCTURAL_MESSAGE_KEYS = frozenset({"role", "tool_call_id"})
 _TEXT_MESSAGE_KEYS = frozenset({"refusal", "reasoning_content"})
+# Parameters with no free text in them; ``messages`` is walked first, on its own.
+_PASSED_THROUGH = frozenset(
+    {
+        "messages", "model", "stream", "audio", "frequency_penalty", "function_call", "logit_bias",
+        "logprobs", "max_completion_tokens", "max_tokens", "modalities", "n", "parallel_tool_calls",
+        "presence_penalty", "reasoning_effort", "seed", "service_tier", "store", "stream_options",
+        "temperature", "tool_choice", "top_logprobs", "top_p", "verbosity",
+    }
+)  # fmt: skip
+
+FieldRedaction = Callable[[Any, PiiRedactor, PlaceholderMemo], Any]
 
 
 def redact_chat_body(body: dict[str, Any], redactor: PiiRedactor, memo: PlaceholderMemo) -> dict[str, Any]:
     """A copy of ``body`` in which every string a provider or a trace can see is redacted.
 
-    Raises ``PiiEngineError`` on any unexpected failure (including a body too deeply nested to
-    walk), so the caller can refuse the request instead of forwarding it unscrubbed.
+    Messages go first, so placeholders are numbered in the order the conversation reads whatever
+    the order of the client's keys. Raises ``PiiEngineError`` on any unexpected failure (including
+    a body too deeply nested to walk), so the caller can refuse the request instead of forwarding
+    it unscrubbed.
     """
     try:
         redacted = dict(body)
         if "messages" in body:
             redacted["messages"] = _redact_messages(body["messages"], redactor, memo)
-        if isinstance(body.get("prediction"), dict):
-            redacted["prediction"] = _redact_prediction(body["prediction"], redactor, memo)
-        if isinstance(body.get("user"), str):
-            redacted["user"] = redactor.redact(body["user"], memo)
-        if "metadata" in body:
-            redacted["metadata"] = redact_text_value(body["metadata"], redactor, memo)
+        for key, value in body.items():
+            if key not in _PASSED_THROUGH:
+                redacted[key] = _FIELD_REDACTIONS.get(key, redact_text_value)(value, redactor, memo)
         return redacted
     except PiiEngineError:
         raise
@@ -41,8 +65,10 @@ def redact_chat_body(body: dict[str, Any], redactor: PiiRedactor, memo: Placehol
         raise PiiEngineError(f"chat body redaction failed: {type(exc).__name__}") from None
 
 
-def _redact_prediction(prediction: dict[str, Any], redactor: PiiRedactor, memo: PlaceholderMemo) -> dict[str, Any]:
+def _redact_prediction(prediction: Any, redactor: PiiRedactor, memo: PlaceholderMemo) -> Any:
     """Predicted output is text the provider sees, shaped like message content."""
+    if not isinstance(prediction, dict):
+        return redact_text_value(prediction, redactor, memo)
     if "content" not in prediction:
         return prediction
     return {**prediction, "content": redact_content(prediction["content"], redactor, memo)}
@@ -155,24 +181,9 @@ def redact_tool_arguments(arguments: str, redactor: PiiRedactor, memo: Placehold
     return json.dumps(redacted, ensure_ascii=False)
 
 
-def redact_text_value(value: Any, redactor: PiiRedactor, memo: PlaceholderMemo) -> Any:
-    """``value`` with every string inside it redacted, recursing through lists and dicts.
-
-    Integers are checked too (``{"npi": 1234567893}`` in tool arguments or metadata) and become
-    their placeholder string when they match; booleans, floats, ``None`` and dict keys are kept.
-    """
-    if isinstance(value, str):
-        return redactor.redact(value, memo)
-    if isinstance(value, dict):
-        return {key: redact_text_value(item, redactor, memo) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact_text_value(item, redactor, memo) for item in value]
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _redact_integer(value, redactor, memo)
-    return value
-
-
-def _redact_integer(value: int, redactor: PiiRedactor, memo: PlaceholderMemo) -> int | str:
-    text = str(value)
-    redacted = redactor.redact(text, memo)
-    return value if redacted == text else redacted
+_FIELD_REDACTIONS: dict[str, FieldRedaction] = {
+    "prediction": _redact_prediction,
+    "tools": redact_declarations,
+    "functions": redact_declarations,
+    "response_format": redact_declaration,
+}

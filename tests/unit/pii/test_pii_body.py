@@ -89,9 +89,9 @@ def redacted(redactor: PiiRedactor) -> dict[str, Any]:
 
 def test_no_identifier_survives_in_text_fields(redacted: dict[str, Any]) -> None:
     visible = dict(redacted)
-    del visible["tools"], visible["max_tokens"]
+    del visible["max_tokens"]  # a number, not text: it stays as it is
     dumped = json.dumps(visible)
-    for value in (SSN, PHONE, EMAIL, str(NPI)):
+    for value in (SSN, PHONE, EMAIL, str(NPI), "345-67-8901", "1245319599"):
         assert value not in dumped
 
 
@@ -127,9 +127,22 @@ def test_top_level_user_prediction_and_metadata_are_redacted(redacted: dict[str,
     }
 
 
-def test_parameters_schemas_and_non_text_parts_are_untouched(redacted: dict[str, Any]) -> None:
+def test_tool_descriptions_are_redacted_and_their_structure_kept(redacted: dict[str, Any]) -> None:
+    assert redacted["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup_member",
+                "description": "Find a member by SSN such as <REDACTED_SSN_2> or NPI <REDACTED_NPI_2>.",
+                "parameters": {"type": "object", "properties": {"ssn": {"type": "string"}}},
+            },
+        }
+    ]
+
+
+def test_parameters_and_non_text_parts_are_untouched(redacted: dict[str, Any]) -> None:
     original = chat_body()
-    for key in ("model", "temperature", "max_tokens", "stream", "tools"):
+    for key in ("model", "temperature", "max_tokens", "stream"):
         assert redacted[key] == original[key]
     assert redacted["messages"][1]["content"][1] == original["messages"][1]["content"][1]
     assert redacted["messages"][3]["tool_call_id"] == "call_1"
@@ -194,3 +207,112 @@ def test_failure_inside_the_walk_is_an_engine_error(redactor: PiiRedactor) -> No
 def test_a_body_that_is_not_a_mapping_is_an_engine_error(redactor: PiiRedactor) -> None:
     with pytest.raises(PiiEngineError):
         redact_chat_body(["not", "a", "body"], redactor, PlaceholderMemo())  # type: ignore[arg-type]
+
+
+def test_stop_sequences_and_identifier_parameters_are_redacted(redactor: PiiRedactor) -> None:
+    """A stop sequence could only ever match the placeholder: the model never sees the original."""
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stop": [EMAIL, "END"],
+        "safety_identifier": EMAIL,
+        "prompt_cache_key": f"member-{SSN}",
+    }
+    redacted = redact_chat_body(body, redactor, PlaceholderMemo())
+    assert redacted["stop"] == ["<REDACTED_EMAIL_1>", "END"]
+    assert redacted["safety_identifier"] == "<REDACTED_EMAIL_1>"
+    assert redacted["prompt_cache_key"] == "member-<REDACTED_SSN_1>"
+    single = redact_chat_body({**body, "stop": f"SSN {SSN}"}, redactor, PlaceholderMemo())
+    assert single["stop"] == "SSN <REDACTED_SSN_1>"
+
+
+def test_provider_specific_extra_keys_are_scrubbed_whatever_their_shape(redactor: PiiRedactor) -> None:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "my_field": f"SSN {SSN}",
+        "vendor_options": {"note": [f"mail {EMAIL}"], "member": NPI, "budget_tokens": 2048, "cache": True},
+    }
+    redacted = redact_chat_body(body, redactor, PlaceholderMemo())
+    assert redacted["my_field"] == "SSN <REDACTED_SSN_1>"
+    assert redacted["vendor_options"] == {
+        "note": ["mail <REDACTED_EMAIL_1>"],
+        "member": "<REDACTED_NPI_1>",
+        "budget_tokens": 2048,
+        "cache": True,
+    }
+
+
+def test_structural_parameters_pass_through_unread(redactor: PiiRedactor) -> None:
+    """Numbers, enum words and references to declared names are not text, even when they look like PII."""
+    tool_name = f"page-{PHONE}"  # a valid tool name that the phone pattern would match
+    choice = {"type": "function", "function": {"name": tool_name}}
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "seed": NPI,
+        "logit_bias": {str(NPI): 5},
+        "tool_choice": choice,
+        "stream_options": {"include_usage": True},
+        "tools": [{"type": "function", "function": {"name": tool_name, "description": f"Pages {PHONE}"}}],
+    }
+    redacted = redact_chat_body(body, redactor, PlaceholderMemo())
+    assert redacted["seed"] == NPI
+    for key in ("logit_bias", "tool_choice", "stream_options"):
+        assert redacted[key] is body[key]
+    assert redacted["tools"] == [
+        {"type": "function", "function": {"name": tool_name, "description": "Pages <REDACTED_PHONE_1>"}}
+    ]
+
+
+def test_response_format_schema_text_is_redacted_and_its_syntax_kept(redactor: PiiRedactor) -> None:
+    """The enum's placeholder is the one the message got, so the model can still pick it."""
+    pattern = r"^\d{3}-\d{2}-\d{4}$"
+
+    def response_format(description: str, example: str, choice: str) -> dict[str, Any]:
+        schema = {
+            "type": "object",
+            "required": ["ssn", "contact"],
+            "additionalProperties": False,
+            "properties": {
+                "ssn": {"type": "string", "pattern": pattern, "description": f"like {example}"},
+                "contact": {"type": "string", "enum": [choice, "none"]},
+            },
+        }
+        card = {"name": "member_card", "strict": True, "description": description, "schema": schema}
+        return {"type": "json_schema", "json_schema": card}
+
+    body = {
+        "model": "gpt-4o-mini",
+        "response_format": response_format(f"Card for {EMAIL}", SSN, EMAIL),
+        "messages": [{"role": "user", "content": f"Send it to {EMAIL}"}],
+    }
+    redacted = redact_chat_body(body, redactor, PlaceholderMemo())
+    assert redacted["messages"][0]["content"] == "Send it to <REDACTED_EMAIL_1>"
+    assert redacted["response_format"] == response_format(
+        "Card for <REDACTED_EMAIL_1>", "<REDACTED_SSN_1>", "<REDACTED_EMAIL_1>"
+    )
+
+
+def test_legacy_functions_and_unknown_tool_kinds_are_declarations_too(redactor: PiiRedactor) -> None:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "functions": [{"name": "lookup", "description": f"By SSN {SSN}", "parameters": {"type": "object"}}],
+        "tools": [{"type": "custom", "custom": {"name": "notes", "description": f"Notes of {EMAIL}"}}],
+    }
+    redacted = redact_chat_body(body, redactor, PlaceholderMemo())
+    assert redacted["functions"] == [
+        {"name": "lookup", "description": "By SSN <REDACTED_SSN_1>", "parameters": {"type": "object"}}
+    ]
+    assert redacted["tools"] == [
+        {"type": "custom", "custom": {"name": "notes", "description": "Notes of <REDACTED_EMAIL_1>"}}
+    ]
+
+
+def test_placeholders_follow_the_conversation_whatever_the_key_order(redactor: PiiRedactor) -> None:
+    other_phone = "646-555-0199"
+    body = {"stop": [other_phone], "model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"call {PHONE}"}]}
+    redacted = redact_chat_body(body, redactor, PlaceholderMemo())
+    assert redacted["messages"][0]["content"] == "call <REDACTED_PHONE_1>"
+    assert redacted["stop"] == ["<REDACTED_PHONE_2>"]

@@ -1,17 +1,19 @@
 """Property tests: valid identifiers never survive, invalid ones and clean text are untouched.
 
 Redaction is also checked to be a fixed point on text built from identifiers, near-misses,
-placeholders and separators glued together without spaces.
+placeholders and separators glued together without spaces, and a body field the gateway does not
+know is checked to let no identifier through, whatever its shape.
 """
 
 from __future__ import annotations
 
 import string
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy_core.services.pii import PiiRedactor, PlaceholderMemo
+from proxy_core.services.pii import PiiRedactor, PlaceholderMemo, redact_chat_body
 
 REDACTOR = PiiRedactor(member_id_patterns=[r"[A-Z]{3}[0-9]{9}"])
 PROPERTY_SETTINGS = settings(deadline=None, max_examples=200)
@@ -174,3 +176,43 @@ def test_redaction_is_idempotent(text: str) -> None:
     once = REDACTOR.redact(text, memo)
     assert REDACTOR.redact(once, memo) == once
     assert REDACTOR.redact(once, PlaceholderMemo()) == once
+
+
+TAINTED_TEXT = st.builds(embed, SURROUNDING, VALID_IDENTIFIERS, SURROUNDING)
+TAINTED_JSON = st.recursive(
+    TAINTED_TEXT,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(alphabet=string.ascii_letters, max_size=6), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def shape(value: Any) -> Any:
+    """The value with each leaf replaced by its type: its keys and list lengths stay."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(item) for item in value]
+    return type(value)
+
+
+def strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in strings(item)]
+    return [value]
+
+
+@PROPERTY_SETTINGS
+@given(TAINTED_JSON)
+def test_no_identifier_crosses_an_unknown_field_of_any_shape(value: Any) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "vendor_extension": value}
+    memo = PlaceholderMemo()
+    field = redact_chat_body(body, REDACTOR, memo)["vendor_extension"]
+    assert shape(field) == shape(value)
+    for text in strings(field):
+        assert "<REDACTED_" in text
+        assert REDACTOR.redact(text, memo) == text
