@@ -18,6 +18,7 @@ from proxy_core.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from proxy_core.services.paths import parse_metadata_path
 
 logger = logging.getLogger("proxy_core.api")
 
@@ -46,9 +47,7 @@ def _from_http_exception(request: Request, exc: StarletteHTTPException) -> Gatew
     status = exc.status_code
     headers = dict(exc.headers or {})
     if status == 404:
-        return NotFoundError(
-            f"Unknown route: {request.method} {request.url.path}", code="unknown_route", headers=headers
-        )
+        return _unmatched_path(request, headers)
     if status == 405:
         return _method_not_allowed(request.method, headers)
     if status == 413:
@@ -58,6 +57,20 @@ def _from_http_exception(request: Request, exc: StarletteHTTPException) -> Gatew
     )
     error.error_type = "invalid_request_error" if status < 500 else "api_error"
     return error
+
+
+def _unmatched_path(request: Request, headers: dict[str, str]) -> GatewayError:
+    """404, unless the path is a gateway route with a bad id: then the 400 naming the segment.
+
+    Starlette's path pattern does not match a path whose decoded form holds a newline, so such a
+    request never reaches the dispatcher that would have named the offending id.
+    """
+    raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+    try:
+        parse_metadata_path(raw_path)
+    except InvalidRequestError as bad_id:
+        return bad_id
+    return NotFoundError(f"Unknown route: {request.method} {request.url.path}", code="unknown_route", headers=headers)
 
 
 def _method_not_allowed(method: str, headers: dict[str, str]) -> MethodNotAllowedError:

@@ -43,6 +43,17 @@ async def no_keys(redis_client: redis.asyncio.Redis, prefix: str) -> bool:
                 "code": "invalid_identifier",
             },
         ),
+        (  # a decoded newline: Starlette's path pattern matches no route, yet the id is what is wrong
+            "/rollout_id/a%0a/invocation_id/i/experiment_id/e/run_id/r/row_id/w/chat/completions",
+            {"json": BODY},
+            400,
+            {
+                "message": "Invalid rollout_id: must not contain '/', ',', whitespace or control characters.",
+                "type": "invalid_request_error",
+                "param": "rollout_id",
+                "code": "invalid_identifier",
+            },
+        ),
         (
             "/project_id/secret-project/chat/completions",
             {"json": BODY},
