@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import litellm
 from litellm.integrations.langfuse.langfuse_otel import LangfuseOtelLogger
@@ -41,6 +43,9 @@ from proxy_core.adapters.span_redaction import SpanRedactor
 from proxy_core.services.sanitizer import SpanRedaction
 
 logger = logging.getLogger("proxy_core.tracing")
+T = TypeVar("T")
+# How long shutdown waits for the exporters to stop once their flush is over.
+PROVIDER_SHUTDOWN_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +60,8 @@ class SpanCounters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[str, int] = {"exported": 0, "failed": 0, "discarded": 0}
+        # queued: handed to a project's exporter queue; each then ends exported, failed or dropped.
+        self._counts: dict[str, int] = {"queued": 0, "exported": 0, "failed": 0, "dropped": 0, "discarded": 0}
 
     def add(self, outcome: str, count: int) -> None:
         with self._lock:
@@ -94,6 +100,36 @@ class _CountingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
+# The SDK's default; a smaller TRACING_QUEUE_SIZE lowers it too (the SDK refuses a batch larger
+# than its queue, and LiteLLM would then fail every span with a traceback).
+MAX_EXPORT_BATCH = 512
+
+
+class _CountingBatchProcessor(BatchSpanProcessor):
+    """A batch processor that counts the spans it drops because its queue is full.
+
+    The SDK only logs "Queue full, dropping Span" and its own metrics go nowhere here; counted,
+    the loss shows in ``/ready`` and in the shutdown line like every other outcome.
+    """
+
+    def __init__(self, exporter: SpanExporter, counters: SpanCounters, tuning: ExportTuning) -> None:
+        super().__init__(
+            exporter,
+            max_queue_size=tuning.queue_size,
+            max_export_batch_size=min(MAX_EXPORT_BATCH, tuning.queue_size),
+            schedule_delay_millis=tuning.batch_delay_ms,
+            export_timeout_millis=tuning.export_timeout_ms,
+        )
+        self._counters = counters
+        self._capacity = tuning.queue_size
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._counters.add("queued", 1)
+        if len(self._batch_processor._queue) >= self._capacity:  # the SDK's own test for a drop
+            self._counters.add("dropped", 1)
+        super().on_end(span)
+
+
 RedactionLookup = Callable[[str], SpanRedaction | None]
 
 
@@ -128,6 +164,8 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
         self._tuning = tuning
         self._counters = counters
         self._redaction = redaction
+        self._exporters: list[OtlpJsonExporter] = []
+        self._exporters_lock = threading.Lock()
         config = OpenTelemetryConfig(
             exporter=_DiscardingExporter(counters), service_name="proxy-core", skip_set_global=True
         )
@@ -147,12 +185,9 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
             self._tuning.export_timeout_ms / 1000,
             (lambda: SpanRedactor(redaction)) if redaction is not None else (lambda: None),
         )
-        return BatchSpanProcessor(
-            _CountingExporter(exporter, self._counters),
-            max_queue_size=self._tuning.queue_size,
-            schedule_delay_millis=self._tuning.batch_delay_ms,
-            export_timeout_millis=self._tuning.export_timeout_ms,
-        )
+        with self._exporters_lock:
+            self._exporters.append(exporter)
+        return _CountingBatchProcessor(_CountingExporter(exporter, self._counters), self._counters, self._tuning)
 
     def _maybe_log_raw_request(self, *args: Any, **kwargs: Any) -> None:
         """No ``raw_gen_ai_request`` child span: it repeats the generation's input and output
@@ -167,6 +202,13 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
     def providers(self) -> list[Any]:
         with self._tracer_provider_cache_lock:
             return [entry.provider for entry in self._tracer_provider_cache.values()]
+
+    def end_exports_by(self, deadline: float) -> None:
+        """Make every project's exporter give up at ``deadline`` (``math.inf``: no limit)."""
+        with self._exporters_lock:
+            exporters = list(self._exporters)
+        for exporter in exporters:
+            exporter.end_exports_by(deadline)
 
 
 class LangfuseTracing:
@@ -194,15 +236,27 @@ class LangfuseTracing:
             await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), timeout=timeout_s)
         except TimeoutError:
             logger.warning("tracing callbacks still pending after %.1fs; their spans may be lost", timeout_s)
-        return await asyncio.to_thread(self._flush_blocking, deadline)
+        flushed = await _within(max(0.0, deadline - time.monotonic()), self._flush_blocking, deadline)
+        return bool(flushed)
 
     def _flush_blocking(self, deadline: float) -> bool:
+        """Flush every provider by ``deadline``; True only when nothing failed or was left.
+
+        The SDK's ``force_flush`` ignores its timeout and exports the whole queue batch after
+        batch, so the exporters themselves are told when to give up: past the deadline a batch
+        fails at once (and is counted), and shutdown takes ``SHUTDOWN_FLUSH_TIMEOUT_S`` at most.
+        """
+        failed_before = self.counters.snapshot()["failed"]
         complete = True
-        for provider in self._logger.providers():
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0 or not provider.force_flush(remaining_ms):
-                complete = False
-        return complete
+        self._logger.end_exports_by(deadline)
+        try:
+            for provider in self._logger.providers():
+                remaining_ms = int((deadline - time.monotonic()) * 1000)
+                if remaining_ms <= 0 or not provider.force_flush(remaining_ms):
+                    complete = False
+        finally:
+            self._logger.end_exports_by(math.inf)
+        return complete and time.monotonic() < deadline and self.counters.snapshot()["failed"] == failed_before
 
     async def aclose(self, timeout_s: float) -> None:
         """Flush, then stop the exporters and detach the logger from LiteLLM."""
@@ -210,16 +264,56 @@ class LangfuseTracing:
         if self._registered:
             litellm.logging_callback_manager.remove_callback_from_all_lists(self._logger)
             self._registered = False
-        await asyncio.to_thread(self._shutdown_providers)
+        self._logger.end_exports_by(time.monotonic())  # the flush is over: nothing may hold shutdown up
+        if await _within(PROVIDER_SHUTDOWN_S, self._shutdown_providers) is None:
+            logger.warning("an export still in flight was left behind at shutdown")
         counts = self.counters.snapshot()
+        left = counts["queued"] - counts["exported"] - counts["failed"] - counts["dropped"]
+        if left > 0:  # still queued, or in an export that outlived the flush: lost with the process
+            logger.warning("%d spans were still queued or in flight when tracing stopped; they are lost", left)
+            self.counters.add("failed", left)
+            counts = self.counters.snapshot()
         logger.info(
-            "tracing stopped: exported=%d failed=%d discarded=%d flushed_all=%s",
+            "tracing stopped: queued=%d exported=%d failed=%d dropped=%d discarded=%d flushed_all=%s",
+            counts["queued"],
             counts["exported"],
             counts["failed"],
+            counts["dropped"],
             counts["discarded"],
             flushed,
         )
 
-    def _shutdown_providers(self) -> None:
+    def _shutdown_providers(self) -> bool:
         for provider in self._logger.providers():
             provider.shutdown()
+        return True
+
+
+async def _within(timeout_s: float, blocking: Callable[..., T], *args: Any) -> T | None:
+    """``blocking(*args)`` on a daemon thread; its result, or None if it is not done in time.
+
+    An export already in flight cannot be interrupted (a blocking HTTP read runs to its own
+    timeout), so shutdown waits for the flush no longer than it was given and leaves the rest to
+    a daemon thread, which does not hold the process's exit (the default executor's would).
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T | None] = loop.create_future()
+
+    def settle(result: T | None) -> None:
+        if not done.done():
+            done.set_result(result)
+
+    def run() -> None:
+        result: T | None = None
+        try:
+            result = blocking(*args)
+        except Exception:
+            logger.warning("tracing shutdown step failed", exc_info=True)
+        with contextlib.suppress(RuntimeError):  # the loop may be gone by then
+            loop.call_soon_threadsafe(settle, result)
+
+    threading.Thread(target=run, name="tracing-shutdown", daemon=True).start()
+    try:
+        return await asyncio.wait_for(asyncio.shield(done), timeout_s)
+    except TimeoutError:
+        return None

@@ -17,6 +17,7 @@ answer fails the batch at once. Shutdown cuts a pending backoff short.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -142,10 +143,20 @@ class OtlpJsonExporter(SpanExporter):
         self._timeout_s = timeout_s
         self._new_redactor = new_redactor
         self._stopping = threading.Event()
+        self._end_by = math.inf
         self._client = httpx.Client(headers={**headers, "content-type": "application/json"}, timeout=timeout_s)
 
+    def end_exports_by(self, deadline: float) -> None:
+        """From now on every export, retries included, ends by ``deadline`` (``time.monotonic``).
+
+        Shutdown sets it: the SDK's flush exports its whole queue with no regard for time, so a
+        slow or dead Langfuse would otherwise hold the process for one export timeout per batch.
+        """
+        self._end_by = deadline
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if self._stopping.is_set():
+        deadline = min(time.monotonic() + self._timeout_s, self._end_by)
+        if self._stopping.is_set() or deadline <= time.monotonic():
             return SpanExportResult.FAILURE
         try:
             body = encode_spans(spans, self._new_redactor)
@@ -153,7 +164,6 @@ class OtlpJsonExporter(SpanExporter):
             # Never export unredacted: a batch that cannot be redacted (or encoded) is dropped.
             logger.error("span redaction or encoding failed; %d spans dropped", len(spans), exc_info=True)
             return SpanExportResult.FAILURE
-        deadline = time.monotonic() + self._timeout_s
         try:
             for attempt in retrying_blocking(deadline=deadline, sleep=self._pause):
                 with attempt:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -11,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.process import LONG, ROLLOUT, GatewayProcess, insertion_ids_received
+from tests.e2e.process import LONG, ROLLOUT, GatewayProcess, flush_only_env, insertion_ids_received
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.server import ServerThread
 from tests.fakes.upstream import UpstreamState
@@ -54,9 +56,52 @@ def test_sigterm_delivers_every_acknowledged_trace(
         assert in_flight.get("text") == LONG, "the in-flight stream was cut by the shutdown"
         acknowledged.add(str(in_flight["id"]))
         assert insertion_ids_received(langfuse_state) == acknowledged
-        assert "tracing stopped: exported=" in gateway.log.read_text()
+        assert "tracing stopped: queued=" in gateway.log.read_text()
     finally:
         gateway.kill()
+
+
+def test_shutdown_flush_is_bounded_and_counts_every_lost_span(
+    fakes: tuple[ServerThread, UpstreamState, ServerThread, LangfuseState],
+    tmp_path: Path,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    """A Langfuse that accepts connections and never answers: before, each queued batch waited a
+    whole export timeout at shutdown (N × 20 s here), and the spans the full queue dropped were
+    counted nowhere."""
+    upstream = fakes[0]
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(64)
+        env = flush_only_env(
+            tmp_path, upstream.url, f"http://127.0.0.1:{black_hole.getsockname()[1]}", redis_url, key_prefix
+        )
+        env.update(TRACING_EXPORT_TIMEOUT_MS="20000", TRACING_QUEUE_SIZE="64", SHUTDOWN_FLUSH_TIMEOUT_S="2")
+        gateway = GatewayProcess(env, tmp_path)
+        try:
+            gateway.wait_ready()
+            client = openai.OpenAI(base_url=f"{gateway.url}/{ROLLOUT.format(r='hole')}", api_key="k", max_retries=0)
+            for n in range(150):
+                client.chat.completions.create(model="fake", messages=[{"role": "user", "content": f"n={n}"}])
+            spans = httpx.get(f"{gateway.url}/ready", timeout=5).json()["spans"]
+            assert spans["dropped"] > 0, spans
+            started = time.monotonic()
+            code = gateway.terminate(timeout=60)
+            elapsed = time.monotonic() - started
+        finally:
+            gateway.kill()
+    log = gateway.log.read_text()
+    assert code in (0, -signal.SIGTERM), log
+    assert elapsed < 8, f"shutdown took {elapsed:.1f} s with SHUTDOWN_FLUSH_TIMEOUT_S=2\n{log}"
+    stopped = re.search(
+        r"tracing stopped: queued=(\d+) exported=(\d+) failed=(\d+) dropped=(\d+) .*flushed_all=(\w+)", log
+    )
+    assert stopped is not None, log
+    queued, exported, failed, dropped, flushed_all = stopped.groups()
+    assert (queued, exported, flushed_all) == ("150", "0", "False"), log
+    assert int(dropped) > 0
+    assert int(failed) + int(dropped) == 150, "every span is accounted for"
 
 
 def test_runs_with_no_configuration_at_all(tmp_path: Path) -> None:

@@ -129,7 +129,7 @@ async def test_health_ready_models(gateway: Gateway) -> None:
             assert ready.status_code == 200
             for probe in ("health", "ready"):  # load balancers probe with HEAD too
                 assert (await http.head(f"{prefix}/{probe}")).status_code == 200
-            assert set(ready.json()["spans"]) == {"exported", "failed", "discarded"}
+            assert set(ready.json()["spans"]) == {"queued", "exported", "failed", "dropped", "discarded"}
         for path in ("/v1/models", "/models"):
             models = (await http.get(path)).json()
             assert [m["id"] for m in models["data"]] == ["fake", "fake-keyed", "demo"]

@@ -113,3 +113,15 @@ def test_shutdown_cuts_a_backoff_short(exporter: OtlpJsonExporter, langfuse: Lan
     worker.join(timeout=5)
     assert results == [SpanExportResult.FAILURE]
     assert time.monotonic() - started < 1.0
+
+
+def test_an_export_ends_by_the_deadline_it_was_given(exporter: OtlpJsonExporter, langfuse: LangfuseState) -> None:
+    """Shutdown's flush gives the exporter a deadline: retries stop there, later batches fail at once."""
+    langfuse.inject(OTEL, 503, count=1000)
+    exporter.end_exports_by(time.monotonic() + 0.8)
+    started = time.monotonic()
+    assert exporter.export(make_spans("late")) is SpanExportResult.FAILURE
+    assert time.monotonic() - started < 1.5, "the export retried past its deadline"
+    before = len(langfuse.requests_to(OTEL))
+    assert exporter.export(make_spans("later")) is SpanExportResult.FAILURE
+    assert len(langfuse.requests_to(OTEL)) == before, "a batch past the deadline must not be sent"
