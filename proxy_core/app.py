@@ -147,7 +147,9 @@ def create_app(
         owned: LiteLLMClient | None = None
         llm_client: LlmClient
         if llm is None:
-            llm_client = owned = LiteLLMClient(build_router(settings.catalog, redis_url(settings)))
+            llm_client = owned = LiteLLMClient(
+                build_router(settings.catalog, redis_url(settings), settings.redis_timeout_s)
+            )
         else:
             llm_client = llm
         completions = CompletionService(

@@ -12,6 +12,7 @@ from typing import Any
 
 import litellm
 
+from proxy_core.adapters.redis_store import MIN_CONNECT_TIMEOUT_S
 from proxy_core.config_files import ModelCatalog
 
 
@@ -32,8 +33,13 @@ def router_model_list(catalog: ModelCatalog) -> list[dict[str, Any]]:
     return model_list
 
 
-def build_router(catalog: ModelCatalog, redis_url: str | None) -> litellm.Router | None:
-    """One Router for the application, or None when no model name needs one."""
+def build_router(catalog: ModelCatalog, redis_url: str | None, redis_timeout_s: float = 2.0) -> litellm.Router | None:
+    """One Router for the application, or None when no model name needs one.
+
+    With Redis, the Router keeps its rpm/tpm counters there through a Redis client of its own;
+    it gets the gateway's ``REDIS_TIMEOUT_S`` (LiteLLM's default is 5 s per call), so a frozen
+    Redis costs a routed call what it costs the rollout store.
+    """
     model_list = router_model_list(catalog)
     if not model_list:
         return None
@@ -51,4 +57,8 @@ def build_router(catalog: ModelCatalog, redis_url: str | None) -> litellm.Router
             options[name] = value
     if redis_url is not None:
         options["redis_url"] = redis_url
+        options["cache_kwargs"] = {
+            "socket_timeout": redis_timeout_s,
+            "socket_connect_timeout": max(redis_timeout_s, MIN_CONNECT_TIMEOUT_S),
+        }
     return litellm.Router(**options)
