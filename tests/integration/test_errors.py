@@ -29,6 +29,14 @@ async def no_keys(redis_client: redis.asyncio.Redis, prefix: str) -> bool:
     return [key async for key in redis_client.scan_iter(match=f"{prefix}:*")] == []
 
 
+BAD_ROLLOUT_ID = {
+    "message": "Invalid rollout_id: must not contain '/', ',', whitespace or control characters.",
+    "type": "invalid_request_error",
+    "param": "rollout_id",
+    "code": "invalid_identifier",
+}
+
+
 @pytest.mark.parametrize(
     ("path", "kwargs", "status", "error"),
     [
@@ -36,23 +44,13 @@ async def no_keys(redis_client: redis.asyncio.Redis, prefix: str) -> bool:
             "/rollout_id/a,b/invocation_id/i/experiment_id/e/run_id/r/row_id/w/chat/completions",
             {"json": BODY},
             400,
-            {
-                "message": "Invalid rollout_id: must not contain '/', ',', whitespace or control characters.",
-                "type": "invalid_request_error",
-                "param": "rollout_id",
-                "code": "invalid_identifier",
-            },
+            BAD_ROLLOUT_ID,
         ),
         (  # a decoded newline: Starlette's path pattern matches no route, yet the id is what is wrong
             "/rollout_id/a%0a/invocation_id/i/experiment_id/e/run_id/r/row_id/w/chat/completions",
             {"json": BODY},
             400,
-            {
-                "message": "Invalid rollout_id: must not contain '/', ',', whitespace or control characters.",
-                "type": "invalid_request_error",
-                "param": "rollout_id",
-                "code": "invalid_identifier",
-            },
+            BAD_ROLLOUT_ID,
         ),
         (
             "/project_id/secret-project/chat/completions",
