@@ -17,6 +17,7 @@ so nothing above the adapters needs to know those libraries.
     ├── UpstreamError                  provider status (4xx/5xx) or 502
     │   └── UpstreamTimeoutError       504
     ├── StoreUnavailableError          503 (+ Retry-After)
+    ├── ShuttingDownError              503 (+ Retry-After)
     └── InternalError                  500
 """
 
@@ -135,6 +136,17 @@ class StoreUnavailableError(GatewayError):
 
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class ShuttingDownError(GatewayError):
+    """The server stopped waiting for this request while shutting down; another instance can serve it."""
+
+    status_code = 503
+    error_type = "api_error"
+    default_code = "shutting_down"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 class InternalError(GatewayError):

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from starlette.requests import Request
 
-from proxy_core.errors import GatewayError
+from proxy_core.errors import GatewayError, ShuttingDownError
 
 T = TypeVar("T")
 
@@ -32,11 +32,25 @@ async def _wait_for_disconnect(request: Request) -> None:
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """``await work``, cancelled as soon as the client disconnects (the body must be read already)."""
+    """``await work``, cancelled as soon as the client disconnects (the body must be read already).
+
+    The server cancels the request itself only when its graceful shutdown runs out of time; the
+    work is cancelled then too (no provider spend goes on, nothing is recorded), and the client
+    gets a 503 in the OpenAI shape instead of uvicorn's plain-text 500.
+    """
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_wait_for_disconnect(request))
     try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is None or current.uncancel() > 0:  # cancelled again since: give up
+                raise
+            raise ShuttingDownError(
+                "The gateway is shutting down and stopped this request before the provider answered; "
+                "nothing was recorded. Retry it."
+            ) from None
         if task in done:
             return task.result()
         task.cancel()

@@ -104,6 +104,34 @@ def test_shutdown_flush_is_bounded_and_counts_every_lost_span(
     assert int(failed) + int(dropped) == 150, "every span is accounted for"
 
 
+def test_a_request_outliving_the_graceful_timeout_gets_an_openai_503(
+    flush_only: tuple[dict[str, str], LangfuseState], tmp_path: Path
+) -> None:
+    """uvicorn cancels what still runs when GRACEFUL_SHUTDOWN_TIMEOUT_S is over: that was a
+    plain-text 500 and a traceback per request."""
+    env, _ = flush_only
+    gateway = GatewayProcess({**env, "GRACEFUL_SHUTDOWN_TIMEOUT_S": "1"}, tmp_path)
+    answers: list[httpx.Response] = []
+    try:
+        gateway.wait_ready()
+        body = {"model": "fake", "messages": [{"role": "user", "content": "[[delay_ms=8000]] slow"}]}
+        url = f"{gateway.url}/{ROLLOUT.format(r='grace')}/chat/completions"
+        worker = threading.Thread(target=lambda: answers.append(httpx.post(url, json=body, timeout=30)))
+        worker.start()
+        time.sleep(0.5)
+        code = gateway.terminate()
+        worker.join(10)
+    finally:
+        gateway.kill()
+    log = gateway.log.read_text()
+    assert code in (0, -signal.SIGTERM), log
+    assert len(answers) == 1, log
+    assert answers[0].status_code == 503, answers[0].text
+    assert answers[0].headers["retry-after"] == "1"
+    assert answers[0].json()["error"]["code"] == "shutting_down"
+    assert "Exception in ASGI application" not in log
+
+
 def test_runs_with_no_configuration_at_all(tmp_path: Path) -> None:
     gateway = GatewayProcess({}, tmp_path)
     try:
