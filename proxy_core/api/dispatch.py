@@ -9,8 +9,10 @@ claims gets an OpenAI-style 404 (or 405 for a known path called with the wrong m
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from starlette.responses import Response
 
+from proxy_core.api import health
 from proxy_core.api.chat import handle_chat, handle_score
 from proxy_core.api.deps import ServicesDep
 from proxy_core.api.traces import handle_read
@@ -38,6 +40,10 @@ async def dispatch(request: Request, services: ServicesDep) -> Response:
     raw_path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
     target = parse_metadata_path(raw_path.split("?", 1)[0])
     if target is None:
+        fixed = _fixed_route_methods(request)
+        if fixed:
+            allow = ", ".join(fixed)
+            raise MethodNotAllowedError(f"{request.method} is not allowed here; use {allow}.", headers={"Allow": allow})
         raise NotFoundError(f"Unknown route: {request.method} {request.url.path}", code="unknown_route")
     allowed = _METHODS[target.endpoint]
     if request.method != allowed:
@@ -47,3 +53,16 @@ async def dispatch(request: Request, services: ServicesDep) -> Response:
     if target.endpoint is Endpoint.SCORES:
         return await handle_score(request, services, target)
     return await handle_read(request, services, target)
+
+
+def _fixed_route_methods(request: Request) -> list[str]:
+    """The methods of the fixed routes (``/health``, ``/v1/models`` …) at this exact path.
+
+    A method those routes do not take falls through to this catch-all; the answer is then a 405
+    naming theirs, not a 404 for a path that exists.
+    """
+    methods: set[str] = set()
+    for route in health.router.routes:
+        if isinstance(route, APIRoute) and route.path == request.url.path:
+            methods |= route.methods or set()
+    return sorted(methods)

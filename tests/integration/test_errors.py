@@ -196,6 +196,9 @@ def _method_not_allowed(method: str, allowed: str) -> tuple[int, str | None, dic
         ("OPTIONS", "/v1/chat/completions", _method_not_allowed("OPTIONS", "POST")),
         ("TRACE", f"/{rollout_path('r1')}/chat/completions", _method_not_allowed("TRACE", "POST")),
         ("OPTIONS", "/v1/traces", _method_not_allowed("OPTIONS", "GET")),
+        ("POST", "/health", _method_not_allowed("POST", "GET, HEAD")),
+        ("OPTIONS", "/v1/ready", _method_not_allowed("OPTIONS", "GET, HEAD")),
+        ("DELETE", "/v1/models", _method_not_allowed("DELETE", "GET")),
         (
             "OPTIONS",
             "/v1/embeddings",
