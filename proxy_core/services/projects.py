@@ -10,7 +10,10 @@ from proxy_core.errors import NotFoundError
 from proxy_core.services.auth import AuthProvider, Principal
 from proxy_core.services.llm import LangfuseTarget
 
-UNCONFIGURED_PROJECT = "default"
+# The namespace (rollout keys, response cache, policies) of calls that name no project when none
+# is the default. Empty, which no configured project id can be (ids are 1-256 characters): as
+# "default" it shared rollouts, cached answers and policies with a project of that name.
+UNCONFIGURED_PROJECT = ""
 
 
 @dataclass(frozen=True, slots=True)

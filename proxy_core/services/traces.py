@@ -146,7 +146,7 @@ class TracesService:
                 code="rollout_not_found",
             )
         return {
-            "project_id": project.store_id,
+            "project_id": project.store_id or None,  # None: calls that named no project
             "rollout_id": rollout_id,
             "expected_count": status.count,
             "first_insertion_id": status.first_insertion_id,

@@ -7,9 +7,12 @@ import uuid
 
 import httpx
 import redis.asyncio
+from pydantic import SecretStr
 
+from proxy_core.config_files import LangfuseProject, SecretsFile
 from tests.fakes.langfuse_state import LangfuseState
-from tests.integration.conftest import PROJECTS, Gateway, rollout_path
+from tests.fakes.server import ServerThread
+from tests.integration.conftest import PROJECTS, Gateway, GatewayFactory, rollout_path
 
 REQUESTS = 200
 
@@ -67,3 +70,22 @@ def eval_tags(raw: str) -> list[str]:
     tags = json.loads(raw)
     assert isinstance(tags, list)
     return [str(tag) for tag in tags]
+
+
+async def test_a_project_named_default_shares_nothing_with_calls_that_name_no_project(
+    gateway_factory: GatewayFactory, langfuse_server: tuple[ServerThread, LangfuseState]
+) -> None:
+    """Project-less calls were namespaced as 'default': a project of that name saw their rollouts."""
+    public_key, secret_key = PROJECTS["proj-a"]
+    project = LangfuseProject(public_key=public_key, secret_key=SecretStr(secret_key), host=langfuse_server[0].url)
+    gateway = gateway_factory(secrets=SecretsFile(langfuse_keys={"default": project}, default_project_id=None))
+    rollout = f"anon-{uuid.uuid4().hex[:8]}"
+    body = {"model": "fake", "messages": [{"role": "user", "content": "no project named"}]}
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, headers={"authorization": "Bearer k"}) as http:
+        assert (await http.post(f"/{rollout_path(rollout)}/chat/completions", json=body)).status_code == 200
+        anonymous = await http.get(f"/rollouts/{rollout}")
+        assert anonymous.status_code == 200
+        assert anonymous.json()["project_id"] is None
+        assert anonymous.json()["expected_count"] == 1
+        named = await http.get(f"/project_id/default/rollouts/{rollout}")
+        assert named.status_code == 404, named.text
