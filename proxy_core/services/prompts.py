@@ -60,8 +60,11 @@ def prompt_ref(headers: Mapping[str, str]) -> PromptRef | None:
         )
     version = None
     if version_text is not None:
-        if not version_text.isdigit() or int(version_text) < 1:
-            raise InvalidRequestError("x-prompt-version must be a positive integer.", param="x-prompt-version")
+        # isdigit() alone takes '²', which int() refuses: ASCII digits only.
+        if not (version_text.isascii() and version_text.isdigit()) or int(version_text) < 1:
+            raise InvalidRequestError(
+                "x-prompt-version must be a positive integer.", param="x-prompt-version", code="invalid_header"
+            )
         version = int(version_text)
     return PromptRef(name, version, label)
 

@@ -45,7 +45,7 @@ def parse_score(body: dict[str, Any]) -> tuple[str | None, str | None, dict[str,
     data_type = body.get("data_type")
     if data_type is None:
         data_type = "BOOLEAN" if isinstance(value, bool) else "CATEGORICAL" if isinstance(value, str) else "NUMERIC"
-    if data_type not in DATA_TYPES:
+    if not isinstance(data_type, str) or data_type not in DATA_TYPES:  # a list or object is unhashable
         raise _bad(f"'data_type' must be one of {', '.join(sorted(DATA_TYPES))}.", "data_type")
     if isinstance(value, bool):
         value = 1 if value else 0

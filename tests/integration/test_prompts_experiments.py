@@ -17,7 +17,7 @@ PROMPTS = "/api/public/v2/prompts"
 
 
 async def post(
-    gateway: Gateway, body: dict[str, Any], headers: dict[str, str], path: str = "/v1/chat/completions"
+    gateway: Gateway, body: dict[str, Any], headers: dict[str, str | bytes], path: str = "/v1/chat/completions"
 ) -> httpx.Response:
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
         return await http.post(path, json=body, headers={"authorization": "Bearer k", **headers})
@@ -65,6 +65,14 @@ async def test_prompt_errors(gateway: Gateway, prompts: LangfuseState, upstream_
     unfilled = await post(gateway, ask(), {"x-prompt-name": "triage"})
     assert (unfilled.status_code, unfilled.json()["error"]["code"]) == (400, "prompt_variable_missing")
     assert "topic" in unfilled.json()["error"]["message"]
+    for version in ("0", "²", "-1", "1.5"):  # '²'.isdigit() is True, and int('²') raised: a 500
+        bad = await post(
+            gateway,
+            ask(prompt_variables={"topic": "x"}),
+            {"x-prompt-name": "triage", "x-prompt-version": version.encode("latin-1")},
+        )
+        error = bad.json()["error"]
+        assert (bad.status_code, error["param"], error["code"]) == (400, "x-prompt-version", "invalid_header"), version
     assert upstream_state.completion_requests == []
 
 

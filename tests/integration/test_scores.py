@@ -57,6 +57,8 @@ async def test_score_by_trace_id(gateway: Gateway, langfuse: LangfuseState) -> N
         ({"trace_id": "t", "name": "n", "value": "good", "data_type": "NUMERIC"}, 400, "invalid_value"),
         ({"trace_id": "t", "name": "n", "value": 3, "data_type": "BOOLEAN"}, 400, "invalid_value"),
         ({"trace_id": "t", "name": "n", "value": 1, "extra": 1}, 400, "invalid_value"),
+        ({"trace_id": "t", "name": "n", "value": 1, "data_type": ["NUMERIC"]}, 400, "invalid_value"),
+        ({"trace_id": "t", "name": "n", "value": 1, "data_type": {"a": 1}}, 400, "invalid_value"),
     ],
 )
 async def test_score_errors(
