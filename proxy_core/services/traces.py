@@ -173,12 +173,16 @@ class TracesService:
     async def latest_trace(
         self, headers: Mapping[str, str], path_project: str | None, query: TracesQuery
     ) -> dict[str, Any]:
-        """The trace of the newest insertion id (UUID7 order), which holds the whole conversation."""
+        """The trace of the newest insertion id (UUID7 order), which holds the whole conversation.
+
+        The client's filters apply to it as they do on ``/traces``: a newest trace that does not
+        match them (another user, outside the time window, missing a tag) is not returned.
+        """
         target = await self._target(headers, path_project, query)
         latest = max(await self._expected(target.project_id, query.rollout_id))
         tags = (ROLLOUT_TAG + query.rollout_id, INSERTION_TAG + latest)
         traces = await self._poll_until_complete(target, tags, {latest}, query)
-        chosen = [trace for trace in traces if latest in trace.insertion_ids()][:1]
+        chosen = [trace for trace in traces if latest in trace.insertion_ids() and _matches(trace, query)][:1]
         return self._response(target.project_id, chosen, query)
 
     @staticmethod

@@ -191,6 +191,10 @@ async def test_pointwise_returns_the_newest_insertion(gateway: Gateway, langfuse
     body = response.json()
     assert body["total_traces"] == 1
     assert f"insertion_id:{max(ids)}" in body["traces"][0]["tags"]
+    for unmatched in (("user_id", "nobody"), ("tags", "other:x"), ("from_timestamp", "9999-12-31T23:59:59+00:00")):
+        params = [("tags", f"rollout_id:{rollout}"), ("max_retries", "1"), unmatched]
+        filtered = await get(gateway, "/v1/traces/pointwise", params)
+        assert (filtered.status_code, filtered.json()["total_traces"]) == (200, 0), (unmatched, filtered.text)
 
 
 async def test_project_scoped_paths_and_sampling(gateway: Gateway, langfuse: LangfuseState) -> None:
