@@ -19,10 +19,16 @@ from proxy_core.services.store import GuardedStore
 
 
 def request_digest(call: LlmCall) -> str:
-    """What makes two requests identical: model, deployment, messages and every parameter."""
+    """What makes two requests identical: model, deployment, messages and every parameter.
+
+    A deployment that uses the caller's own provider key caches per key (the key only enters
+    the hash): otherwise a caller whose key the provider would refuse, or never sees, could be
+    served an answer another caller paid for.
+    """
     material = {
         "model": call.model,
         "deployment": {k: v for k, v in call.deployment_params.items() if k != "api_key"},
+        "caller_key": call.api_key,
         "api_base": call.api_base,
         "messages": call.messages,
         "params": call.params,

@@ -55,6 +55,18 @@ async def test_identical_requests_hit_the_cache(
     assert len(upstream_state.completion_requests) == 5
 
 
+async def test_a_callers_own_provider_key_is_part_of_the_cache_key(
+    cached: Gateway, upstream_state: UpstreamState
+) -> None:
+    """'fake' uses the caller's bearer token as its provider key: another token must reach the provider."""
+    body = {"model": "fake", "messages": [{"role": "user", "content": f"k {uuid.uuid4()}"}], "temperature": 0}
+    first = await post(cached, "proj-a", body, authorization="Bearer key-one")
+    again = await post(cached, "proj-a", body, authorization="Bearer key-one")
+    other = await post(cached, "proj-a", body, authorization="Bearer key-two")
+    assert [r.headers["x-cache"] for r in (first, again, other)] == ["miss", "hit", "miss"]
+    assert len(upstream_state.completion_requests) == 2
+
+
 async def test_cache_is_off_by_default(gateway: Gateway, upstream_state: UpstreamState) -> None:
     body = {"model": "fake", "messages": [{"role": "user", "content": "same"}]}
     for _ in range(2):
