@@ -49,12 +49,16 @@ def take_variables(body: dict[str, Any]) -> dict[str, Any]:
         return {}
     if not isinstance(variables, dict) or len(variables) > MAX_VARIABLES:
         raise InvalidRequestError(
-            "'prompt_variables' must be an object of at most 256 entries.", param="prompt_variables"
+            "'prompt_variables' must be an object of at most 256 entries.",
+            param="prompt_variables",
+            code="invalid_value",
         )
     for key, value in variables.items():
         if not isinstance(value, str | int | float | bool):
             raise InvalidRequestError(
-                f"'prompt_variables.{key}' must be a string or a number.", param="prompt_variables"
+                f"'prompt_variables.{key}' must be a string or a number.",
+                param=f"prompt_variables.{key}",
+                code="invalid_value",
             )
     return variables
 
@@ -84,7 +88,9 @@ class RequestPreparer:
                 ref = replace(ref, version=variant.prompt_version, label=variant.prompt_label)
         if ref is None:
             if variables:
-                raise InvalidRequestError("'prompt_variables' needs an x-prompt-name header.", param="prompt_variables")
+                raise InvalidRequestError(
+                    "'prompt_variables' needs an x-prompt-name header.", param="prompt_variables", code="invalid_value"
+                )
             return prepared
         if project.tracing is None:
             raise InvalidRequestError(

@@ -73,6 +73,14 @@ async def test_prompt_errors(gateway: Gateway, prompts: LangfuseState, upstream_
         )
         error = bad.json()["error"]
         assert (bad.status_code, error["param"], error["code"]) == (400, "x-prompt-version", "invalid_header"), version
+    for variables, headers, param in (
+        (["topic"], {"x-prompt-name": "triage"}, "prompt_variables"),
+        ({"topic": None}, {"x-prompt-name": "triage"}, "prompt_variables.topic"),
+        ({"topic": "x"}, {}, "prompt_variables"),
+    ):
+        bad = await post(gateway, ask(prompt_variables=variables), headers)
+        error = bad.json()["error"]
+        assert (bad.status_code, error["param"], error["code"]) == (400, param, "invalid_value"), variables
     assert upstream_state.completion_requests == []
 
 
