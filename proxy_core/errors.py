@@ -23,7 +23,7 @@ so nothing above the adapters needs to know those libraries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -100,6 +100,17 @@ class MethodNotAllowedError(GatewayError):
     status_code = 405
     error_type = "invalid_request_error"
     default_code = "method_not_allowed"
+
+    @classmethod
+    def allowing(
+        cls, method: str, allowed: Sequence[str], headers: Mapping[str, str] | None = None
+    ) -> MethodNotAllowedError:
+        """``method`` refused where only ``allowed`` is taken; ``Allow`` names them (none: no header)."""
+        extra = {name: value for name, value in (headers or {}).items() if name.lower() != "allow"}
+        if not allowed:
+            return cls(f"{method} is not allowed here.", headers=extra)
+        allow = ", ".join(allowed)
+        return cls(f"{method} is not allowed here; use {allow}.", headers={**extra, "Allow": allow})
 
 
 class PayloadTooLargeError(GatewayError):

@@ -3,9 +3,9 @@
 Each rollout is a SET of insertion ids under ``{prefix}:{project}:rollout:{rollout_id}``, its
 usage totals a hash beside it (ids escaped by ``key_part``, so no id can name another key); a
 write is one Lua script (``SADD`` + ``EXPIRE``, plus the usage totals), atomic and a single
-round trip, so no key ever lives without a TTL. Every call is bounded by a short socket timeout and at most
-one immediate retry (a pooled connection may be stale after a Redis restart), so a dead or frozen
-Redis costs a request well under a second.
+round trip, so no key ever lives without a TTL. Every call is bounded by a short socket timeout
+and at most one immediate retry (a pooled connection may be stale after a Redis restart), so a
+dead or frozen Redis costs a request well under a second.
 """
 
 from __future__ import annotations

@@ -42,12 +42,11 @@ async def dispatch(request: Request, services: ServicesDep) -> Response:
     if target is None:
         fixed = _fixed_route_methods(request)
         if fixed:
-            allow = ", ".join(fixed)
-            raise MethodNotAllowedError(f"{request.method} is not allowed here; use {allow}.", headers={"Allow": allow})
+            raise MethodNotAllowedError.allowing(request.method, fixed)
         raise NotFoundError(f"Unknown route: {request.method} {request.url.path}", code="unknown_route")
     allowed = _METHODS[target.endpoint]
     if request.method != allowed:
-        raise MethodNotAllowedError(f"{request.method} is not allowed here; use {allowed}.", headers={"Allow": allowed})
+        raise MethodNotAllowedError.allowing(request.method, [allowed])
     if target.endpoint is Endpoint.CHAT_COMPLETIONS:
         return await handle_chat(request, services, target)
     if target.endpoint is Endpoint.SCORES:

@@ -75,11 +75,8 @@ def _unmatched_path(request: Request, headers: dict[str, str]) -> GatewayError:
 
 def _method_not_allowed(method: str, headers: dict[str, str]) -> MethodNotAllowedError:
     """Starlette's 405: ``Allow`` lists the matched route's methods, in set order; sorted here."""
-    allowed = sorted({part.strip() for part in headers.pop("Allow", "").split(",")} - {""})
-    if not allowed:
-        return MethodNotAllowedError(f"{method} is not allowed here.", headers=headers)
-    headers["Allow"] = ", ".join(allowed)
-    return MethodNotAllowedError(f"{method} is not allowed here; use {headers['Allow']}.", headers=headers)
+    allowed = sorted({part.strip() for part in headers.get("Allow", "").split(",")} - {""})
+    return MethodNotAllowedError.allowing(method, allowed, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
