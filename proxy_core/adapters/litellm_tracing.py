@@ -1,10 +1,12 @@
 """Langfuse tracing through LiteLLM's ``langfuse_otel`` logger, owned by the application.
 
 LiteLLM builds one OTLP exporter per set of per-request Langfuse credentials. This adapter
-subclasses its logger to control those exporters:
+subclasses its logger to control those spans and exporters:
 
 * spans of calls that carry no project credentials are discarded, never printed to stdout
   (LiteLLM's fallback is a console exporter that would write prompts into the gateway's logs);
+* each span's attributes are written by the gateway (``langfuse_span_attributes``): the fields
+  Langfuse reads, once, instead of LiteLLM's two overlapping mappings;
 * each project's exporter is the gateway's OTLP/JSON exporter (``otlp_json``: a fifth of the
   protobuf encoder's CPU, the project's export-stage redaction applied while encoding), with an
   explicit queue size and batch delay, wrapped so the gateway counts what it handed to the
@@ -38,6 +40,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
+from proxy_core.adapters.langfuse_span_attributes import generation_attributes
 from proxy_core.adapters.otlp_json import OtlpJsonExporter
 from proxy_core.adapters.span_redaction import SpanRedactor
 from proxy_core.services.sanitizer import SpanRedaction
@@ -188,6 +191,11 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
         with self._exporters_lock:
             self._exporters.append(exporter)
         return _CountingBatchProcessor(_CountingExporter(exporter, self._counters), self._counters, self._tuning)
+
+    def set_attributes(self, span: Any, kwargs: dict[str, Any], response_obj: Any) -> None:
+        """The gateway's own attribute mapping (``langfuse_span_attributes``) in place of
+        LiteLLM's two, which write the same Langfuse fields at several times the cost."""
+        span.set_attributes(generation_attributes(kwargs, response_obj))
 
     def _maybe_log_raw_request(self, *args: Any, **kwargs: Any) -> None:
         """No ``raw_gen_ai_request`` child span: it repeats the generation's input and output

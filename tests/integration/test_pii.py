@@ -232,7 +232,7 @@ async def test_declarations_stop_and_extra_keys_are_redacted(
     assert hits(json.dumps(attributes, default=str)) == []
     invocation = json.loads(attributes["llm.invocation_parameters"])
     assert invocation["stop"] == ["<REDACTED_EMAIL_1>"]
-    assert attributes["llm.tools.0.description"] == "SSN <REDACTED_SSN_1>"
+    assert invocation["tools"][0]["function"]["description"] == "SSN <REDACTED_SSN_1>"
 
 
 HEADER_IDS = {"x-user-id": CANARIES["email"], "x-session-id": f"ssn-{CANARIES['ssn']}"}
