@@ -197,6 +197,11 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
         LiteLLM's two, which write the same Langfuse fields at several times the cost."""
         span.set_attributes(generation_attributes(kwargs, response_obj))
 
+    def _init_otel_logger_on_litellm_proxy(self) -> None:
+        """Nothing to wire: the gateway is not LiteLLM's proxy server, whose absence LiteLLM would
+        otherwise announce with a misleading "Proxy Server is not installed" warning at start-up."""
+        return None
+
     def _maybe_log_raw_request(self, *args: Any, **kwargs: Any) -> None:
         """No ``raw_gen_ai_request`` child span: it repeats the generation's input and output
         verbatim (doubling export cost) and LiteLLM's own masking options do not cover it."""
