@@ -25,10 +25,13 @@ an ``exception`` event) after this mapping.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
+
+logger = logging.getLogger("proxy_core.tracing")
 
 # The LiteLLM ``metadata`` keys the gateway sets on every call, and Langfuse's name for each.
 TRACE_METADATA_ATTRIBUTES = {
@@ -61,8 +64,22 @@ def generation_attributes(kwargs: Mapping[str, Any], response: Any) -> dict[str,
     """The span attributes of one call from LiteLLM's callback ``kwargs`` and its response.
 
     ``response`` is the provider's answer (for a stream, the assembled one), or None when the
-    call failed.
+    call failed. A call whose data cannot be mapped still gets its trace fields: without its
+    ``insertion_id`` tag, ``/traces`` would wait for a trace that never shows up. Only the
+    exception's type is logged, since its text may quote the data.
     """
+    try:
+        return _all_attributes(kwargs, response)
+    except Exception as exc:
+        logger.warning(
+            "a span's attributes could not be mapped (%s); it keeps its trace fields only", type(exc).__name__
+        )
+        attributes: dict[str, Any] = {"langfuse.observation.type": "generation"}
+        _trace_attributes(attributes, (kwargs.get("litellm_params") or {}).get("metadata"))
+        return attributes
+
+
+def _all_attributes(kwargs: Mapping[str, Any], response: Any) -> dict[str, Any]:
     litellm_params: Mapping[str, Any] = kwargs.get("litellm_params") or {}
     optional_params: Mapping[str, Any] = kwargs.get("optional_params") or {}
     payload: Mapping[str, Any] = kwargs.get("standard_logging_object") or {}

@@ -196,6 +196,19 @@ async def test_a_failed_call_has_its_input_and_no_output() -> None:
     assert ours["langfuse.observation.type"] == "generation"
 
 
+def test_a_response_that_cannot_be_mapped_keeps_the_trace_fields(caplog: pytest.LogCaptureFixture) -> None:
+    class Unreadable:
+        def get(self, key: str, default: Any = None) -> Any:
+            raise RuntimeError(f"secret {key}")
+
+    kwargs = {"litellm_params": {"metadata": json.loads(json.dumps(METADATA))}, "messages": MESSAGES}
+    ours = generation_attributes(kwargs, Unreadable())
+    assert json.loads(ours["langfuse.trace.tags"]) == METADATA["tags"]
+    assert ours["langfuse.observation.type"] == "generation"
+    assert "RuntimeError" in caplog.text
+    assert "secret" not in caplog.text
+
+
 def test_the_environment_comes_from_the_calls_langfuse_parameters() -> None:
     ours = generation_attributes({"standard_callback_dynamic_params": {"langfuse_environment": "staging"}}, None)
     assert ours["langfuse.environment"] == "staging"
