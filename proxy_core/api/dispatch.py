@@ -17,7 +17,7 @@ from proxy_core.api.chat import handle_chat, handle_score
 from proxy_core.api.deps import ServicesDep
 from proxy_core.api.traces import handle_read
 from proxy_core.errors import MethodNotAllowedError, NotFoundError
-from proxy_core.services.paths import Endpoint, parse_metadata_path
+from proxy_core.services.paths import Endpoint, MetadataPath, parse_metadata_path
 
 router = APIRouter()
 
@@ -30,6 +30,12 @@ _METHODS = {
 }
 
 
+def metadata_target(request: Request) -> MetadataPath | None:
+    """The gateway route the request's raw path names, None for none; a bad id raises its 400."""
+    raw_path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+    return parse_metadata_path(raw_path.split("?", 1)[0])
+
+
 # Every standard method reaches ``dispatch``: for one the route did not list, Starlette would answer
 # 405 itself, naming the catch-all's methods in ``Allow`` instead of the path's own.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
@@ -37,8 +43,7 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRAC
 
 @router.api_route("/{path:path}", methods=ALL_METHODS, include_in_schema=False)
 async def dispatch(request: Request, services: ServicesDep) -> Response:
-    raw_path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
-    target = parse_metadata_path(raw_path.split("?", 1)[0])
+    target = metadata_target(request)
     if target is None:
         fixed = _fixed_route_methods(request)
         if fixed:

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from proxy_core.api.dispatch import metadata_target
 from proxy_core.errors import (
     GatewayError,
     InternalError,
@@ -18,7 +19,6 @@ from proxy_core.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from proxy_core.services.paths import parse_metadata_path
 
 logger = logging.getLogger("proxy_core.api")
 
@@ -65,9 +65,8 @@ def _unmatched_path(request: Request, headers: dict[str, str]) -> GatewayError:
     Starlette's path pattern does not match a path whose decoded form holds a newline, so such a
     request never reaches the dispatcher that would have named the offending id.
     """
-    raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
     try:
-        parse_metadata_path(raw_path)
+        metadata_target(request)
     except InvalidRequestError as bad_id:
         return bad_id
     return NotFoundError(f"Unknown route: {request.method} {request.url.path}", code="unknown_route", headers=headers)
