@@ -8,6 +8,7 @@ are always redacted, but the gateway's own (``rollout_id:â€¦``, ``insertion_id:â
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ TAGS_ATTRIBUTE = "langfuse.trace.tags"
 OUTPUT_MARKERS = ("output", "completion", "choices", "error", "exception")
 
 
+@functools.lru_cache(maxsize=1024)  # one test per attribute name, not per attribute of every span
 def _carries_output(key: str) -> bool:
     return any(marker in key for marker in OUTPUT_MARKERS)
 

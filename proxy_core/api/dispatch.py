@@ -32,8 +32,10 @@ _METHODS = {
 
 def metadata_target(request: Request) -> MetadataPath | None:
     """The gateway route the request's raw path names, None for none; a bad id raises its 400."""
-    raw_path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
-    return parse_metadata_path(raw_path.split("?", 1)[0])
+    raw = request.scope.get("raw_path")
+    if raw is None:  # not an argument default: building ``request.url`` costs every request
+        raw = request.url.path.encode()
+    return parse_metadata_path(raw.decode("latin-1").split("?", 1)[0])
 
 
 # Every standard method reaches ``dispatch``: for one the route did not list, Starlette would answer
