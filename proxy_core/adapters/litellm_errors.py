@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -14,6 +15,7 @@ from proxy_core.errors import (
     AuthenticationError,
     GatewayError,
     InvalidRequestError,
+    NotFoundError,
     UpstreamError,
     UpstreamTimeoutError,
 )
@@ -68,6 +70,26 @@ def _causes(exc: BaseException) -> list[BaseException]:
 _LITELLM_MESSAGE_CHECK = "Invalid user message"
 
 
+# LiteLLM's refusal of a model name it cannot map to a provider (a catalogue wildcard passes any
+# name through), raised before any network I/O with its own 400 and a paragraph of advice.
+_NO_PROVIDER = "LLM Provider NOT provided"
+_PASSED_MODEL = re.compile(r"You passed model=(\S+)")
+
+
+def _unknown_provider(causes: list[BaseException]) -> NotFoundError | None:
+    for cause in causes:
+        message = str(cause)
+        if _NO_PROVIDER in message:
+            passed = _PASSED_MODEL.search(message)
+            model = f"The model {passed.group(1)!r}" if passed else "The model"
+            return NotFoundError(
+                f"{model} names no provider: use '<provider>/<model>', for example 'openai/gpt-4o-mini'.",
+                param="model",
+                code="model_not_found",
+            )
+    return None
+
+
 def _is_transport_failure(cause: BaseException) -> bool:
     """A failure of the connection itself (refused, reset, DNS), not of LiteLLM's own code.
 
@@ -98,6 +120,9 @@ def translate_error(exc: Exception) -> GatewayError:
         return InvalidRequestError(
             f"The messages cannot be sent to the provider: {reason}.", param="messages", code="invalid_value"
         )
+    unknown = _unknown_provider(causes)
+    if unknown is not None:
+        return unknown
     if any(type(c) is openai.OpenAIError for c in causes):
         # The OpenAI SDK refuses to send a request without a key before any network I/O.
         return AuthenticationError(

@@ -270,6 +270,26 @@ async def test_unreachable_provider_is_502(gateway_factory: GatewayFactory) -> N
     assert info.value.body["code"] == "upstream_unreachable"  # type: ignore[index]
 
 
+async def test_a_model_with_no_provider_is_404_model_not_found(
+    gateway: Gateway, redis_client: redis.asyncio.Redis, key_prefix: str, upstream_state: UpstreamState
+) -> None:
+    # The catalogue's wildcard passes the name on; LiteLLM finds no provider in it and sends nothing.
+    sent = len(upstream_state.completion_requests)
+    response = await post(gateway, f"/{rollout_path('r1')}/chat/completions", json={**BODY, "model": "no-such-model"})
+    assert response.status_code == 404, response.text
+    assert response.json() == {
+        "error": {
+            "message": "The model 'no-such-model' names no provider: use '<provider>/<model>', "
+            "for example 'openai/gpt-4o-mini'.",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }
+    assert len(upstream_state.completion_requests) == sent
+    assert await no_keys(redis_client, key_prefix)
+
+
 async def test_dead_store_answers_503_with_retry_after(
     gateway_factory: GatewayFactory, upstream_state: UpstreamState
 ) -> None:
