@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 import uuid
 from typing import Any
@@ -127,6 +128,31 @@ BAD_ROLLOUT_ID = {
                 "type": "invalid_request_error",
                 "param": "model",
                 "code": "model_not_found",
+            },
+        ),
+        (
+            f"/{rollout_path('r1')}/chat/completions",
+            {"content": b"{}", "headers": {"content-type": "text/plain"}},
+            400,
+            {
+                "message": "Unsupported content type 'text/plain'; send application/json.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_content_type",
+            },
+        ),
+        (
+            f"/{rollout_path('r1')}/chat/completions",
+            {
+                "content": gzip.compress(b"{}"),
+                "headers": {"content-type": "application/json", "content-encoding": "gzip"},
+            },
+            415,
+            {
+                "message": "Unsupported content encoding 'gzip'; send the body uncompressed.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "unsupported_content_encoding",
             },
         ),
         (
