@@ -49,6 +49,9 @@ MAX_METADATA_ENTRIES = 64
 # OpenAI's part types and the field each carries (other types are provider-specific and pass).
 _PART_PAYLOADS = {"text": "text", "image_url": "image_url", "input_audio": "input_audio", "file": "file"}
 MAX_CHOICES = 128  # OpenAI's documented range for ``n`` is 1–128
+MAX_MODEL_LENGTH = 512
+# JSON integers beyond 64 bits arrive as floats; a whole float that large was sent as an integer.
+_INT64_LIMIT = 2**63
 # A surrogate code point can only reach the decoder as a ``\uD800``–``\uDFFF`` escape (as raw bytes it is
 # invalid UTF-8), so a body without one cannot be rescued by the fallback decoder.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
@@ -151,6 +154,8 @@ def _check_known_types(body: Mapping[str, Any]) -> None:
             raise _bad(f"'{name}' must be a number.", name)
     for name in ("n", "max_tokens", "max_completion_tokens", "seed", "top_logprobs"):
         value = body.get(name)
+        if isinstance(value, float) and value.is_integer() and abs(value) >= _INT64_LIMIT:
+            raise _bad(f"'{name}' must be an integer within 64 bits.", name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise _bad(f"'{name}' must be an integer.", name)
     if body.get("tools") is not None and not isinstance(body["tools"], list):
@@ -208,8 +213,10 @@ def _split_metadata(metadata: Any) -> tuple[list[str], dict[str, Any]]:
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     """Validate ``body`` and split it into LiteLLM arguments, provider extras and gateway metadata."""
     model = body.get("model")
-    if not isinstance(model, str) or not model.strip() or len(model) > 512:
+    if not isinstance(model, str) or not model.strip():
         raise _bad("'model' must be a non-empty string.", "model")
+    if len(model) > MAX_MODEL_LENGTH:
+        raise _bad(f"'model' must be at most {MAX_MODEL_LENGTH} characters.", "model")
     messages = _check_messages(body.get("messages"))
     _check_known_types(body)
     _check_ranges(body)

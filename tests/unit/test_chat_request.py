@@ -122,6 +122,31 @@ def test_out_of_range_counts_are_400(name: str, value: int) -> None:
     assert (info.value.param, info.value.code) == (name, "invalid_value")
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model": "m" * 513}, "'model' must be at most 512 characters."),
+        ({"model": " "}, "'model' must be a non-empty string."),
+        ({"max_tokens": 1e30}, "'max_tokens' must be an integer within 64 bits."),
+        ({"seed": -(2.0**63)}, "'seed' must be an integer within 64 bits."),
+        ({"max_tokens": 1.5}, "'max_tokens' must be an integer."),
+    ],
+)
+def test_messages_name_what_is_wrong(body: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse_chat_request({"model": "m", "messages": MESSAGES, **body})
+    assert info.value.message == message
+
+
+def test_an_integer_beyond_64_bits_is_named_as_such() -> None:
+    body = parse_json_body(
+        b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": ' + b"9" * 30 + b"}"
+    )
+    with pytest.raises(InvalidRequestError) as info:
+        parse_chat_request(body)
+    assert info.value.message == "'max_tokens' must be an integer within 64 bits."
+
+
 def test_valid_shapes_and_bounds_pass() -> None:
     parts = [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]
     extremes = {"n": 128, "max_tokens": 1, "max_completion_tokens": 10**9, "response_format": {"type": "json_object"}}
