@@ -165,6 +165,8 @@ def _check_known_types(body: Mapping[str, Any]) -> None:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise _bad("'stream_options' must be an object.", "stream_options")
+    if options and options.get("include_usage") is not None and not isinstance(options["include_usage"], bool):
+        raise _bad("'stream_options.include_usage' must be a boolean.", "stream_options.include_usage")
     _check_response_format(body.get("response_format"))
 
 

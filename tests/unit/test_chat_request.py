@@ -130,6 +130,7 @@ def test_out_of_range_counts_are_400(name: str, value: int) -> None:
         ({"max_tokens": 1e30}, "'max_tokens' must be an integer within 64 bits."),
         ({"seed": -(2.0**63)}, "'seed' must be an integer within 64 bits."),
         ({"max_tokens": 1.5}, "'max_tokens' must be an integer."),
+        ({"stream_options": {"include_usage": "yes"}}, "'stream_options.include_usage' must be a boolean."),
     ],
 )
 def test_messages_name_what_is_wrong(body: dict[str, Any], message: str) -> None:
