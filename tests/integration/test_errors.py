@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio
 
 from proxy_core.config_files import ApiKey
+from tests.fakes.server import ServerThread
 from tests.fakes.upstream import UpstreamState
 from tests.integration.conftest import SERVER_PROVIDER_KEY, Gateway, GatewayFactory, encode_url, rollout_path
 
@@ -314,6 +315,42 @@ async def test_a_model_with_no_provider_is_404_model_not_found(
     }
     assert len(upstream_state.completion_requests) == sent
     assert await no_keys(redis_client, key_prefix)
+
+
+def _recording_app(hits: list[str], *, status: int = 200, location: str | None = None) -> Any:
+    """Counts every request it gets; answers ``status`` (with ``location``, a redirect)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        hits.append(f"{scope['method']} {scope['path']}")
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"content-length", b"2"), (b"content-type", b"application/json")]
+        if location is not None:
+            headers.append((b"location", location.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return app
+
+
+@pytest.mark.xfail(strict=True, reason="LiteLLM's provider clients follow redirects (README: Known limits)")
+@pytest.mark.parametrize("model", ["openai/x", "fireworks_ai/accounts/fireworks/models/x"])
+async def test_a_redirect_from_an_allowed_upstream_is_not_followed(gateway_factory: GatewayFactory, model: str) -> None:
+    # The allowed origin sends the call on to one the allow-list does not name: the call must end
+    # at the redirect, with nothing sent to the other origin.
+    elsewhere: list[str] = []
+    allowed: list[str] = []
+    with ServerThread(_recording_app(elsewhere)) as target:
+        redirect = _recording_app(allowed, status=302, location=f"{target.url}/v1/chat/completions")
+        with ServerThread(redirect) as redirector:
+            gateway = gateway_factory(allowed_base_urls=(f"{redirector.url}/v1",))
+            path = f"/{rollout_path('r1')}/encoded_base_url/{encode_url(f'{redirector.url}/v1')}/chat/completions"
+            response = await post(gateway, path, json={"model": model, "messages": USER})
+    assert allowed == ["POST /v1/chat/completions"]
+    assert elsewhere == []
+    assert response.status_code == 502, response.text
 
 
 async def test_dead_store_answers_503_with_retry_after(
