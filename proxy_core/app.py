@@ -195,7 +195,7 @@ def create_app(
             await trace_source.aclose()
             await store.aclose()
             if owned is not None:
-                owned.close()
+                await owned.aclose()
 
     app = FastAPI(
         title="proxy-core",

@@ -14,6 +14,7 @@ from typing import Any
 import litellm
 
 from proxy_core.adapters.litellm_errors import translate_error
+from proxy_core.adapters.litellm_origin import OriginClients
 from proxy_core.adapters.litellm_stream import ProviderStream, WrappedStream, call_info, provider_stream
 from proxy_core.errors import UpstreamError
 from proxy_core.services.llm import ChunkStream, Completion, LlmCall
@@ -27,7 +28,7 @@ for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "openai",
 litellm.suppress_debug_info = True
 
 
-def _kwargs(call: LlmCall, *, stream: bool) -> dict[str, Any]:
+def _kwargs(call: LlmCall, *, stream: bool, origins: OriginClients) -> dict[str, Any]:
     kwargs: dict[str, Any] = dict(call.deployment_params)
     kwargs.update(call.params)
     kwargs.update(
@@ -47,8 +48,12 @@ def _kwargs(call: LlmCall, *, stream: bool) -> dict[str, Any]:
             kwargs["model"] = f"openai/{call.replay.get('model') or call.model}"
     if call.api_key is not None:
         kwargs["api_key"] = call.api_key
-    if call.api_base is not None:
+    if call.api_base is not None:  # set only for a client-chosen upstream
         kwargs["api_base"] = call.api_base
+        if call.replay is None:
+            kwargs["client"] = origins.for_call(
+                kwargs["model"], call.api_base, call.api_key or "", max_retries=call.max_retries
+            )
     if call.langfuse is not None:
         kwargs["langfuse_public_key"] = call.langfuse.public_key
         kwargs["langfuse_secret_key"] = call.langfuse.secret_key
@@ -66,6 +71,7 @@ class LiteLLMClient:
     def __init__(self, router: litellm.Router | None = None) -> None:
         self._router = router
         self._logging_tasks: set[asyncio.Task[Any]] = set()
+        self._origins = OriginClients()
 
     async def drain(self, timeout_s: float) -> None:
         """Wait, bounded, for the trace logging of streams that ended just before shutdown.
@@ -76,6 +82,11 @@ class LiteLLMClient:
         """
         if self._logging_tasks:
             await asyncio.wait(set(self._logging_tasks), timeout=timeout_s)
+
+    async def aclose(self) -> None:
+        """Close the clients of client-chosen upstreams and unhook the Router (see ``close``)."""
+        await self._origins.aclose()
+        self.close()
 
     def close(self) -> None:
         """Unhook the Router's callbacks from LiteLLM's global lists (they outlive the Router)."""
@@ -92,7 +103,7 @@ class LiteLLMClient:
 
     async def complete(self, call: LlmCall) -> Completion:
         try:
-            response = await self._target(call)(**_kwargs(call, stream=False))
+            response = await self._target(call)(**_kwargs(call, stream=False, origins=self._origins))
         except Exception as exc:
             raise translate_error(exc) from exc
         body: dict[str, Any] = response.model_dump()
@@ -100,7 +111,7 @@ class LiteLLMClient:
 
     async def stream(self, call: LlmCall) -> ChunkStream:
         try:
-            wrapper = await self._target(call)(**_kwargs(call, stream=True))
+            wrapper = await self._target(call)(**_kwargs(call, stream=True, origins=self._origins))
         except Exception as exc:
             raise translate_error(exc) from exc
         source = provider_stream(wrapper) if not call.routed and call.replay is None else None

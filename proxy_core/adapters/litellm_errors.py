@@ -130,6 +130,10 @@ def translate_error(exc: Exception) -> GatewayError:
             code="missing_provider_key",
         )
     status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 300 <= status <= 399:  # only a client-chosen upstream's client stops at one
+        return UpstreamError(
+            f"The provider answered with a redirect (HTTP {status}), which is not followed.", code="upstream_redirect"
+        )
     if isinstance(status, int) and 400 <= status <= 599:
         headers = _retry_after(exc) or ({"Retry-After": _router_retry_after(exc)} if status == 429 else {})
         error = UpstreamError(_clean_message(exc), status_code=status, headers=headers)

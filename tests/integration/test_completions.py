@@ -11,7 +11,7 @@ import redis.asyncio
 
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.upstream import UpstreamState
-from tests.integration.conftest import Gateway, rollout_path
+from tests.integration.conftest import Gateway, encode_url, rollout_path
 
 USER = [{"role": "user", "content": "hello there"}]
 ROLLOUT_TAGS = ("invocation_id:inv-1", "experiment_id:exp-1", "run_id:run-1", "row_id:row-1")
@@ -80,6 +80,31 @@ async def test_streamed_completion_with_openai_client(
     assert await redis_client.smembers(f"{key_prefix}:proj-a:rollout:{rollout}") == {insertion_id}
     tags = tags_of(langfuse, "proj-a", insertion_id)
     assert f"rollout_id:{rollout}" in tags
+
+
+@pytest.mark.parametrize("model", ["openai/fake-model", "fireworks_ai/accounts/fireworks/models/fake"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_chosen_upstream_answers_streamed_or_not(
+    gateway: Gateway, langfuse: LangfuseState, upstream_state: UpstreamState, model: str, stream: bool
+) -> None:
+    # Each provider family gets the gateway's own non-following client; both must still work.
+    rollout = f"r-{uuid.uuid4().hex[:8]}"
+    base = encode_url(gateway.settings.allowed_base_urls[0])
+    client = gateway.client(f"{rollout_path(rollout)}/encoded_base_url/{base}", api_key="sk-own")
+    messages = [{"role": "user", "content": "chosen [[chunks=3]]"}]
+    if stream:
+        with client.chat.completions.with_streaming_response.create(
+            model=model, messages=messages, stream=True
+        ) as response:
+            insertion_id = response.headers["x-insertion-id"]
+            text = "".join(chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices)
+    else:
+        raw = client.chat.completions.with_raw_response.create(model=model, messages=messages)
+        insertion_id = raw.headers["x-insertion-id"]
+        text = raw.parse().choices[0].message.content or ""
+    assert text == "echo: chosen"
+    assert upstream_state.completion_requests[-1].headers["authorization"] == "Bearer sk-own"
+    assert f"rollout_id:{rollout}" in tags_of(langfuse, "proj-a", insertion_id)
 
 
 async def test_untracked_routes_are_traced_but_not_recorded(

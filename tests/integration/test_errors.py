@@ -335,7 +335,6 @@ def _recording_app(hits: list[str], *, status: int = 200, location: str | None =
     return app
 
 
-@pytest.mark.xfail(strict=True, reason="LiteLLM's provider clients follow redirects (README: Known limits)")
 @pytest.mark.parametrize("model", ["openai/x", "fireworks_ai/accounts/fireworks/models/x"])
 async def test_a_redirect_from_an_allowed_upstream_is_not_followed(gateway_factory: GatewayFactory, model: str) -> None:
     # The allowed origin sends the call on to one the allow-list does not name: the call must end
@@ -351,6 +350,25 @@ async def test_a_redirect_from_an_allowed_upstream_is_not_followed(gateway_facto
     assert allowed == ["POST /v1/chat/completions"]
     assert elsewhere == []
     assert response.status_code == 502, response.text
+    assert response.json()["error"] == {
+        "message": "The provider answered with a redirect (HTTP 302), which is not followed.",
+        "type": "upstream_error",
+        "param": None,
+        "code": "upstream_redirect",
+    }
+
+
+async def test_a_provider_whose_client_cannot_be_held_is_refused_for_a_chosen_upstream(
+    gateway: Gateway, upstream_state: UpstreamState
+) -> None:
+    base = encode_url(gateway.settings.allowed_base_urls[0])
+    path = f"/{rollout_path('r1')}/encoded_base_url/{base}/chat/completions"
+    response = await post(gateway, path, json={"model": "anthropic/claude-x", "messages": USER})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("model", "base_url_provider_unsupported")
+    assert error["message"].startswith("Models of provider 'anthropic' cannot be sent to an encoded_base_url")
+    assert upstream_state.completion_requests == []
 
 
 async def test_dead_store_answers_503_with_retry_after(

@@ -1,0 +1,90 @@
+"""Provider clients for client-chosen upstreams (``encoded_base_url``) that never follow a redirect.
+
+LiteLLM's own provider clients follow redirects: the OpenAI SDK's is built with
+``follow_redirects=True``, and so is LiteLLM's ``AsyncHTTPHandler``. For an upstream the server
+configured that is a matter of trust. For one a client chose, a redirect would carry the call past
+the ``ALLOWED_BASE_URLS`` check to any address, and the answer from there back to the client. So
+a call to a client-chosen upstream gets a client of the gateway's own, passed as LiteLLM's
+``client`` argument.
+
+Which type that client must be depends on the LiteLLM handler that serves the provider: the
+OpenAI-SDK handler uses an ``AsyncOpenAI`` as given, the shared HTTP handler an
+``AsyncHTTPHandler`` (and silently makes its own for anything else). A provider in neither list
+below is refused for client-chosen upstreams rather than sent with a client that would follow.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import OrderedDict
+
+import litellm
+import openai
+from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+from proxy_core.errors import InvalidRequestError
+
+# LiteLLM 1.106.2's dispatch: these providers reach ``openai_chat_completions`` with the client as
+# an ``AsyncOpenAI``; the ones below reach ``base_llm_http_handler`` with it as an ``AsyncHTTPHandler``.
+OPENAI_SDK_PROVIDERS = frozenset({"openai", "custom_openai"})
+HTTP_HANDLER_PROVIDERS = frozenset({"fireworks_ai", "together_ai", "groq", "xai", "deepseek", "hosted_vllm"})
+SUPPORTED_PROVIDERS = OPENAI_SDK_PROVIDERS | HTTP_HANDLER_PROVIDERS
+MAX_CACHED_SDK_CLIENTS = 256
+
+
+@functools.lru_cache(maxsize=1024)  # LiteLLM's lookup of a bare model name scans its model lists
+def provider_of(model: str, api_base: str) -> str:
+    """The LiteLLM provider that will serve ``model`` at ``api_base``; raises as LiteLLM does."""
+    return str(litellm.get_llm_provider(model=model, api_base=api_base)[1])
+
+
+class OriginClients:
+    """One non-following HTTP client for every client-chosen upstream, and SDK clients over it.
+
+    An ``AsyncOpenAI`` carries its base URL and key, so one is kept per (base URL, key, retries),
+    at most ``MAX_CACHED_SDK_CLIENTS``; they share the one HTTP connection pool and own nothing
+    that needs closing. Everything is made on first use, inside the running event loop.
+    """
+
+    def __init__(self) -> None:
+        self._handler: AsyncHTTPHandler | None = None
+        self._sdk_clients: OrderedDict[tuple[str, str, int], openai.AsyncOpenAI] = OrderedDict()
+
+    def _http(self) -> AsyncHTTPHandler:
+        if self._handler is None:
+            self._handler = AsyncHTTPHandler(follow_redirects=False)
+        return self._handler
+
+    def for_call(self, model: str, api_base: str, api_key: str, *, max_retries: int) -> object:
+        """The ``client`` argument for a call of ``model`` to the client-chosen ``api_base``."""
+        provider = provider_of(model, api_base)
+        if provider in HTTP_HANDLER_PROVIDERS:
+            return self._http()
+        if provider in OPENAI_SDK_PROVIDERS:
+            return self._sdk_client(api_base, api_key, max_retries)
+        supported = ", ".join(sorted(SUPPORTED_PROVIDERS))
+        raise InvalidRequestError(
+            f"Models of provider {provider!r} cannot be sent to an encoded_base_url; use one of: {supported}.",
+            param="model",
+            code="base_url_provider_unsupported",
+        )
+
+    def _sdk_client(self, api_base: str, api_key: str, max_retries: int) -> openai.AsyncOpenAI:
+        key = (api_base, api_key, max_retries)
+        client = self._sdk_clients.get(key)
+        if client is None:
+            client = openai.AsyncOpenAI(
+                api_key=api_key, base_url=api_base, max_retries=max_retries, http_client=self._http().client
+            )
+            self._sdk_clients[key] = client
+            if len(self._sdk_clients) > MAX_CACHED_SDK_CLIENTS:
+                self._sdk_clients.popitem(last=False)
+        else:
+            self._sdk_clients.move_to_end(key)
+        return client
+
+    async def aclose(self) -> None:
+        self._sdk_clients.clear()
+        if self._handler is not None:
+            await self._handler.close()
+            self._handler = None
