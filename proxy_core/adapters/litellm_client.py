@@ -14,7 +14,7 @@ from typing import Any
 import litellm
 
 from proxy_core.adapters.litellm_errors import translate_error
-from proxy_core.adapters.litellm_origin import OriginClients
+from proxy_core.adapters.litellm_origin import AddressCheck, OriginClients
 from proxy_core.adapters.litellm_stream import ProviderStream, WrappedStream, call_info, provider_stream
 from proxy_core.errors import UpstreamError
 from proxy_core.services.llm import ChunkStream, Completion, LlmCall
@@ -68,10 +68,11 @@ def _kwargs(call: LlmCall, *, stream: bool, origins: OriginClients) -> dict[str,
 class LiteLLMClient:
     """Async facade over ``litellm.acompletion`` and, for routed model names, a ``litellm.Router``."""
 
-    def __init__(self, router: litellm.Router | None = None) -> None:
+    def __init__(self, router: litellm.Router | None = None, *, refuses: AddressCheck | None = None) -> None:
+        """``refuses``: the addresses a client-chosen upstream may not be reached at (see ``OriginClients``)."""
         self._router = router
         self._logging_tasks: set[asyncio.Task[Any]] = set()
-        self._origins = OriginClients()
+        self._origins = OriginClients(refuses)
 
     async def drain(self, timeout_s: float) -> None:
         """Wait, bounded, for the trace logging of streams that ended just before shutdown.

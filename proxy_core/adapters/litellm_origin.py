@@ -5,7 +5,9 @@ LiteLLM's own provider clients follow redirects: the OpenAI SDK's is built with
 configured that is a matter of trust. For one a client chose, a redirect would carry the call past
 the ``ALLOWED_BASE_URLS`` check to any address, and the answer from there back to the client. So
 a call to a client-chosen upstream gets a client of the gateway's own, passed as LiteLLM's
-``client`` argument.
+``client`` argument. Its connections also resolve through ``AddressCheckingResolver``, so an
+address the ``encoded_base_url`` policy refuses is refused again when the connection is opened: a
+DNS answer that changed after the policy's check (rebinding) is never used.
 
 Which type that client must be depends on the LiteLLM handler that serves the provider: the
 OpenAI-SDK handler uses an ``AsyncOpenAI`` as given, the shared HTTP handler an
@@ -16,13 +18,21 @@ below is refused for client-chosen upstreams rather than sent with a client that
 from __future__ import annotations
 
 import functools
+import socket
 from collections import OrderedDict
+from collections.abc import Callable
 
 import litellm
 import openai
+from aiohttp import ClientSession, DummyCookieJar, TCPConnector, ThreadedResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
+from litellm.constants import AIOHTTP_KEEPALIVE_TIMEOUT, AIOHTTP_TTL_DNS_CACHE
+from litellm.llms.custom_httpx.aiohttp_transport import LiteLLMAiohttpTransport
 from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 
 from proxy_core.errors import InvalidRequestError
+
+AddressCheck = Callable[[str], bool]
 
 # LiteLLM 1.106.2's dispatch: these providers reach ``openai_chat_completions`` with the client as
 # an ``AsyncOpenAI``; the ones below reach ``base_llm_http_handler`` with it as an ``AsyncHTTPHandler``.
@@ -38,21 +48,61 @@ def provider_of(model: str, api_base: str) -> str:
     return str(litellm.get_llm_provider(model=model, api_base=api_base)[1])
 
 
+class AddressCheckingResolver(AbstractResolver):
+    """Resolves as aiohttp does, then refuses a host any of whose addresses ``refuses`` says no to.
+
+    aiohttp asks it only for names (an address literal was checked as written), and caches what
+    it returns, which has passed the check.
+    """
+
+    def __init__(self, refuses: AddressCheck, inner: AbstractResolver | None = None) -> None:
+        self._refuses = refuses
+        self._inner = inner
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if self._inner is None:  # made here: it binds the running event loop
+            self._inner = ThreadedResolver()
+        results = await self._inner.resolve(host, port, family)
+        if not results or any(self._refuses(result["host"]) for result in results):
+            raise OSError(f"{host} resolves to an address the gateway does not connect to")
+        return results
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+
 class OriginClients:
     """One non-following HTTP client for every client-chosen upstream, and SDK clients over it.
 
     An ``AsyncOpenAI`` carries its base URL and key, so one is kept per (base URL, key, retries),
     at most ``MAX_CACHED_SDK_CLIENTS``; they share the one HTTP connection pool and own nothing
     that needs closing. Everything is made on first use, inside the running event loop.
+    ``refuses`` is the address rule of the ``encoded_base_url`` policy (None: no address refused);
+    ``resolver`` replaces the system's name lookup under it (tests).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, refuses: AddressCheck | None = None, resolver: AbstractResolver | None = None) -> None:
+        self._refuses = refuses or (lambda _address: False)
+        self._resolver = resolver
         self._handler: AsyncHTTPHandler | None = None
         self._sdk_clients: OrderedDict[tuple[str, str, int], openai.AsyncOpenAI] = OrderedDict()
 
+    def _session(self) -> ClientSession:
+        """LiteLLM's connection settings (keep-alive, DNS cache), with the checking resolver."""
+        connector = TCPConnector(
+            resolver=AddressCheckingResolver(self._refuses, self._resolver),
+            keepalive_timeout=AIOHTTP_KEEPALIVE_TIMEOUT,
+            ttl_dns_cache=AIOHTTP_TTL_DNS_CACHE,
+        )
+        return ClientSession(connector=connector, cookie_jar=DummyCookieJar())
+
     def _http(self) -> AsyncHTTPHandler:
         if self._handler is None:
-            self._handler = AsyncHTTPHandler(follow_redirects=False)
+            transport = LiteLLMAiohttpTransport(client=self._session)
+            self._handler = AsyncHTTPHandler(follow_redirects=False, transport=transport)
         return self._handler
 
     def for_call(self, model: str, api_base: str, api_key: str, *, max_retries: int) -> object:

@@ -99,7 +99,7 @@ def _has_dot_segment(path: str) -> bool:
     return any(segment in (".", "..") for segment in decoded.split("/"))
 
 
-def _is_forbidden_address(text: str) -> bool:
+def is_forbidden_address(text: str) -> bool:
     address = ipaddress.ip_address(text.split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
@@ -141,6 +141,6 @@ class BaseUrlPolicy:
             addresses = await self._resolve(origin.host, origin.port)
         except OSError:
             raise _forbidden("its host does not resolve") from None
-        if not addresses or any(_is_forbidden_address(a) for a in addresses):
+        if not addresses or any(is_forbidden_address(a) for a in addresses):
             raise _forbidden("its host resolves to a link-local or metadata address")
         return url
