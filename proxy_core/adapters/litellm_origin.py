@@ -26,9 +26,14 @@ import litellm
 import openai
 from aiohttp import ClientSession, DummyCookieJar, TCPConnector, ThreadedResolver
 from aiohttp.abc import AbstractResolver, ResolveResult
-from litellm.constants import AIOHTTP_KEEPALIVE_TIMEOUT, AIOHTTP_TTL_DNS_CACHE
+from litellm.constants import (
+    AIOHTTP_CONNECTOR_LIMIT,
+    AIOHTTP_CONNECTOR_LIMIT_PER_HOST,
+    AIOHTTP_KEEPALIVE_TIMEOUT,
+    AIOHTTP_TTL_DNS_CACHE,
+)
 from litellm.llms.custom_httpx.aiohttp_transport import LiteLLMAiohttpTransport
-from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler, build_aiohttp_keepalive_socket_factory
 
 from proxy_core.errors import InvalidRequestError
 
@@ -40,6 +45,7 @@ OPENAI_SDK_PROVIDERS = frozenset({"openai", "custom_openai"})
 HTTP_HANDLER_PROVIDERS = frozenset({"fireworks_ai", "together_ai", "groq", "xai", "deepseek", "hosted_vllm"})
 SUPPORTED_PROVIDERS = OPENAI_SDK_PROVIDERS | HTTP_HANDLER_PROVIDERS
 MAX_CACHED_SDK_CLIENTS = 256
+_AIOHTTP_DEFAULT_LIMIT = 100  # what aiohttp (and so LiteLLM) uses when no limit is configured
 
 
 @functools.lru_cache(maxsize=1024)  # LiteLLM's lookup of a bare model name scans its model lists
@@ -91,11 +97,15 @@ class OriginClients:
         self._sdk_clients: OrderedDict[tuple[str, str, int], openai.AsyncOpenAI] = OrderedDict()
 
     def _session(self) -> ClientSession:
-        """LiteLLM's connection settings (keep-alive, DNS cache), with the checking resolver."""
+        """LiteLLM's own connection settings (pool limits, keep-alive, DNS cache, TCP keep-alive
+        probes), with the checking resolver: a chosen upstream is served like any other."""
         connector = TCPConnector(
             resolver=AddressCheckingResolver(self._refuses, self._resolver),
             keepalive_timeout=AIOHTTP_KEEPALIVE_TIMEOUT,
             ttl_dns_cache=AIOHTTP_TTL_DNS_CACHE,
+            limit=AIOHTTP_CONNECTOR_LIMIT if AIOHTTP_CONNECTOR_LIMIT > 0 else _AIOHTTP_DEFAULT_LIMIT,
+            limit_per_host=max(AIOHTTP_CONNECTOR_LIMIT_PER_HOST, 0),
+            socket_factory=build_aiohttp_keepalive_socket_factory(),
         )
         return ClientSession(connector=connector, cookie_jar=DummyCookieJar())
 
