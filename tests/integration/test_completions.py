@@ -105,6 +105,7 @@ async def test_a_client_chosen_upstream_answers_streamed_or_not(
     assert text == "echo: chosen"
     assert upstream_state.completion_requests[-1].headers["authorization"] == "Bearer sk-own"
     assert f"rollout_id:{rollout}" in tags_of(langfuse, "proj-a", insertion_id)
+    assert "sk-own" not in repr(langfuse.spans("proj-a"))  # the client object carries the key
 
 
 async def test_untracked_routes_are_traced_but_not_recorded(
