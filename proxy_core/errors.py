@@ -13,6 +13,7 @@ so nothing above the adapters needs to know those libraries.
     ├── NotFoundError                  404
     ├── MethodNotAllowedError          405
     ├── PayloadTooLargeError           413
+    ├── HeadersTooLargeError           431 (answered by the HTTP protocol, before the app)
     ├── RateLimitError                 429
     ├── UpstreamError                  provider status (4xx/5xx) or 502
     │   └── UpstreamTimeoutError       504
@@ -117,6 +118,12 @@ class PayloadTooLargeError(GatewayError):
     status_code = 413
     error_type = "invalid_request_error"
     default_code = "request_too_large"
+
+
+class HeadersTooLargeError(GatewayError):
+    status_code = 431
+    error_type = "invalid_request_error"
+    default_code = "request_headers_too_large"
 
 
 class RateLimitError(GatewayError):

@@ -93,6 +93,7 @@ def app_from_environment() -> FastAPI:
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How uvicorn serves the gateway: no WebSocket handling (there is no WebSocket route, and
     uvicorn would log each refused handshake's query string), access log without query values."""
+    from proxy_core.http_protocol import BoundedHeadProtocol
     from proxy_core.serving import access_log_config
 
     return {
@@ -100,7 +101,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "port": settings.port,
         "workers": settings.workers,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": BoundedHeadProtocol,
         "ws": "none",
         "log_level": settings.log_level.lower(),
         "log_config": access_log_config(),
