@@ -195,6 +195,7 @@ def create_app(
                 await tracing.aclose(settings.shutdown_flush_timeout_s)
             await trace_source.aclose()
             await store.aclose()
+            sanitizer.close()
             if owned is not None:
                 await owned.aclose()
 

@@ -134,7 +134,7 @@ class CompletionService:
         unit = session_id or header_user or raw_user or (path.rollout.rollout_id if path.rollout else None)
         prepared = await self._preparer.prepare(project, headers, body, variables, unit)
         redaction = self._sanitizer.for_request(project.store_id)
-        request = parse_chat_request(redaction.body(prepared.body))
+        request = parse_chat_request(await redaction.body_of(prepared.body, len(raw_body)))
         request.client_tags.extend(prepared.trace_tags())
         request.client_metadata.update(prepared.trace_metadata())
         context = _Context(
