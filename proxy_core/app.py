@@ -26,7 +26,7 @@ from proxy_core.api.deps import Services
 from proxy_core.api.errors import register_error_handlers
 from proxy_core.config_files import ConfigError
 from proxy_core.services.auth import AuthProvider, NoAuth, StaticApiKeys
-from proxy_core.services.base_url import BaseUrlPolicy, is_forbidden_address
+from proxy_core.services.base_url import BaseUrlPolicy, refuses_addresses
 from proxy_core.services.budget import ReadBudgets
 from proxy_core.services.completions import CompletionPolicy, CompletionService
 from proxy_core.services.governance import Governance
@@ -149,7 +149,7 @@ def create_app(
         if llm is None:
             llm_client = owned = LiteLLMClient(
                 build_router(settings.catalog, redis_url(settings), settings.redis_timeout_s),
-                refuses=is_forbidden_address,
+                refuses=refuses_addresses,
             )
         else:
             llm_client = llm

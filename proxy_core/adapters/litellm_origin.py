@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import socket
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import litellm
 import openai
@@ -37,7 +37,7 @@ from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler, build_aioht
 
 from proxy_core.errors import InvalidRequestError
 
-AddressCheck = Callable[[str], bool]
+AddressCheck = Callable[[Sequence[str]], bool]  # True: the host's addresses are refused
 
 # LiteLLM 1.106.2's dispatch: these providers reach ``openai_chat_completions`` with the client as
 # an ``AsyncOpenAI``; the ones below reach ``base_llm_http_handler`` with it as an ``AsyncHTTPHandler``.
@@ -55,7 +55,7 @@ def provider_of(model: str, api_base: str) -> str:
 
 
 class AddressCheckingResolver(AbstractResolver):
-    """Resolves as aiohttp does, then refuses a host any of whose addresses ``refuses`` says no to.
+    """Resolves as aiohttp does, then refuses a host whose addresses ``refuses`` says no to.
 
     aiohttp asks it only for names (an address literal was checked as written), and caches what
     it returns, which has passed the check.
@@ -71,7 +71,7 @@ class AddressCheckingResolver(AbstractResolver):
         if self._inner is None:  # made here: it binds the running event loop
             self._inner = ThreadedResolver()
         results = await self._inner.resolve(host, port, family)
-        if not results or any(self._refuses(result["host"]) for result in results):
+        if self._refuses([result["host"] for result in results]):
             raise OSError(f"{host} resolves to an address the gateway does not connect to")
         return results
 
@@ -91,7 +91,7 @@ class OriginClients:
     """
 
     def __init__(self, refuses: AddressCheck | None = None, resolver: AbstractResolver | None = None) -> None:
-        self._refuses = refuses or (lambda _address: False)
+        self._refuses = refuses or (lambda _addresses: False)
         self._resolver = resolver
         self._handler: AsyncHTTPHandler | None = None
         self._sdk_clients: OrderedDict[tuple[str, str, int], openai.AsyncOpenAI] = OrderedDict()

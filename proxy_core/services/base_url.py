@@ -15,7 +15,7 @@ import binascii
 import ipaddress
 import re
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, urlsplit
 
@@ -99,7 +99,14 @@ def _has_dot_segment(path: str) -> bool:
     return any(segment in (".", "..") for segment in decoded.split("/"))
 
 
-def is_forbidden_address(text: str) -> bool:
+def refuses_addresses(addresses: Sequence[str]) -> bool:
+    """True when a host with these addresses may not be reached: none at all, or any link-local,
+    metadata, unspecified, multicast or reserved one. Applied before the call and again, by the
+    provider client, when its connection resolves the host."""
+    return not addresses or any(_is_forbidden_address(address) for address in addresses)
+
+
+def _is_forbidden_address(text: str) -> bool:
     address = ipaddress.ip_address(text.split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
@@ -141,6 +148,6 @@ class BaseUrlPolicy:
             addresses = await self._resolve(origin.host, origin.port)
         except OSError:
             raise _forbidden("its host does not resolve") from None
-        if not addresses or any(is_forbidden_address(a) for a in addresses):
+        if refuses_addresses(addresses):
             raise _forbidden("its host resolves to a link-local or metadata address")
         return url

@@ -13,7 +13,7 @@ from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 from proxy_core.adapters import litellm_origin
 from proxy_core.adapters.litellm_origin import AddressCheckingResolver, OriginClients
 from proxy_core.errors import InvalidRequestError
-from proxy_core.services.base_url import is_forbidden_address
+from proxy_core.services.base_url import refuses_addresses
 from tests.fakes.server import ServerThread
 
 BASE = "http://127.0.0.1:9/v1"
@@ -65,10 +65,10 @@ class _FixedResolver(AbstractResolver):
 
 
 async def test_the_resolver_refuses_a_name_with_any_refused_address() -> None:
-    resolver = AddressCheckingResolver(is_forbidden_address, _FixedResolver({"ok.test": "127.0.0.1"}))
+    resolver = AddressCheckingResolver(refuses_addresses, _FixedResolver({"ok.test": "127.0.0.1"}))
     assert [r["host"] for r in await resolver.resolve("ok.test", 80)] == ["127.0.0.1"]
     for address in ("169.254.169.254", "fd00:ec2::254", "0.0.0.0"):
-        resolver = AddressCheckingResolver(is_forbidden_address, _FixedResolver({"x.test": address}))
+        resolver = AddressCheckingResolver(refuses_addresses, _FixedResolver({"x.test": address}))
         with pytest.raises(OSError, match="does not connect to"):
             await resolver.resolve("x.test", 80)
 
@@ -99,7 +99,7 @@ async def test_a_name_rebound_after_the_policy_check_is_not_connected_to() -> No
     hits: list[str] = []
     # Both names lead to the same listener's port; the second is "rebound" to a metadata address.
     table = {"ok.test": "127.0.0.1", "rebound.test": "169.254.169.254"}
-    origins = OriginClients(is_forbidden_address, _FixedResolver(table))
+    origins = OriginClients(refuses_addresses, _FixedResolver(table))
     with ServerThread(_counting_app(hits)) as server:
         ok, rebound = (f"http://{name}:{server.port}/v1" for name in ("ok.test", "rebound.test"))
         try:
