@@ -3,7 +3,8 @@
 One FastAPI route that passes the body to ``litellm.acompletion`` and returns its answer as
 JSON, or as server-sent events when ``stream`` is set. No validation, tracing or storage: any
 gateway built on the SDK costs at least this much, so the gateway's CPU is compared with it.
-``BENCH_FLOOR_MODELS`` maps each model name to its upstream base URL (JSON object).
+``BENCH_FLOOR_MODELS`` maps each model name to its upstream base URL (JSON object), and
+``BENCH_FLOOR_PROVIDER_MODEL`` is the LiteLLM model sent there (as in the other targets' catalogues).
 """
 
 import json
@@ -19,6 +20,7 @@ from fastapi.responses import StreamingResponse
 
 litellm.suppress_debug_info = True
 MODELS: dict[str, str] = json.loads(os.environ.get("BENCH_FLOOR_MODELS", "{}"))
+PROVIDER_MODEL = os.environ.get("BENCH_FLOOR_PROVIDER_MODEL", "openai/gpt-4o-mini")
 app = FastAPI()
 
 
@@ -31,7 +33,7 @@ async def health() -> dict[str, str]:
 async def chat(request: Request) -> Response:
     body = await request.json()
     api_base = MODELS[body.pop("model")]
-    kwargs = {**body, "model": "openai/fake-model", "api_base": api_base, "api_key": "sk-bench", "max_retries": 0}
+    kwargs = {**body, "model": PROVIDER_MODEL, "api_base": api_base, "api_key": "sk-bench", "max_retries": 0}
     if not body.get("stream"):
         answer = await litellm.acompletion(**kwargs)
         return Response(orjson.dumps(answer.model_dump()), media_type="application/json")

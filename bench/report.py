@@ -408,7 +408,8 @@ def render(results: dict[str, Any], scenarios: Sequence[ScenarioLike]) -> tuple[
         "",
         f"{env['cpus']} CPUs ({env['cpu_model']}), Python {env['python']}, LiteLLM {env['litellm']}, {env['wrk']}. "
         + load
-        + "Upstream: fake OpenAI-compatible provider in its own process (0 ms or 50 ms before answering). "
+        + "Upstream: fake OpenAI-compatible provider in its own process (0 ms or 50 ms before answering), "
+        f"deployments naming `{plan.get('provider_model', '?')}`. "
         f"Gateway at {env.get('commit', '?')}"
         + (
             f" with {env['uncommitted_gateway_files']} uncommitted file(s) under proxy_core/"

@@ -124,7 +124,7 @@ class Run:
             "direct": lambda: direct_target({delay: self.upstream(delay) for delay in MODEL_FOR_DELAY}),
             "gateway": lambda: self._gateway("gateway", 1, models),
             "proxy": lambda: self._proxy("proxy", 1, models),
-            "floor": lambda: floor_target(models=models),
+            "floor": lambda: floor_target(models=models, provider_model=self.plan.provider_model),
         }
         for key in ("direct", "gateway", "proxy", "floor"):
             if key in wanted:
@@ -146,6 +146,7 @@ class Run:
             workers=workers,
             run_dir=self.run_dir,
             models=models,
+            provider_model=self.plan.provider_model,
             langfuse_url=self.fakes["langfuse"].url,
             redis_url=self.plan.redis_url,
             key_prefix=self.run_id,
@@ -155,7 +156,14 @@ class Run:
 
     def _proxy(self, key: str, workers: int, models: dict[str, str]) -> Target:
         litellm_bin = ensure_litellm_proxy(self.plan.litellm_venv, self.run_dir)  # installs on first use only
-        return proxy_target(key=key, workers=workers, run_dir=self.run_dir, models=models, litellm_bin=litellm_bin)
+        return proxy_target(
+            key=key,
+            workers=workers,
+            run_dir=self.run_dir,
+            models=models,
+            provider_model=self.plan.provider_model,
+            litellm_bin=litellm_bin,
+        )
 
     def _write_bodies(self) -> None:
         for delay, model in MODEL_FOR_DELAY.items():

@@ -238,13 +238,13 @@ def write_yaml(path: Path, document: object) -> Path:
     return path
 
 
-def catalogue(models: dict[str, str]) -> dict[str, object]:
+def catalogue(models: dict[str, str], provider_model: str) -> dict[str, object]:
     """LiteLLM's ``model_list`` routing each model name to its upstream base URL."""
     return {
         "model_list": [
             {
                 "model_name": name,
-                "litellm_params": {"model": "openai/fake-model", "api_base": base, "api_key": "sk-bench"},
+                "litellm_params": {"model": provider_model, "api_base": base, "api_key": "sk-bench"},
             }
             for name, base in models.items()
         ]
@@ -257,6 +257,7 @@ def gateway_target(
     workers: int,
     run_dir: Path,
     models: dict[str, str],
+    provider_model: str,
     langfuse_url: str,
     redis_url: str,
     key_prefix: str,
@@ -279,7 +280,11 @@ def gateway_target(
     )
     config = write_yaml(
         run_dir / "gateway-catalogue.yaml",
-        {**catalogue(models), "pii_defaults": {"mode": sanitizer}, "response_cache": {"enabled": False}},
+        {
+            **catalogue(models, provider_model),
+            "pii_defaults": {"mode": sanitizer},
+            "response_cache": {"enabled": False},
+        },
     )
     port = free_port()
     env = clean_environment(
@@ -310,12 +315,14 @@ def gateway_target(
     )
 
 
-def proxy_target(*, key: str, workers: int, run_dir: Path, models: dict[str, str], litellm_bin: Path) -> Target:
+def proxy_target(
+    *, key: str, workers: int, run_dir: Path, models: dict[str, str], provider_model: str, litellm_bin: Path
+) -> Target:
     """The LiteLLM proxy in its most favourable setting: no database, no callbacks, no auth."""
     config = write_yaml(
         run_dir / f"litellm-proxy-{workers}w.yaml",
         {
-            **catalogue(models),
+            **catalogue(models, provider_model),
             "litellm_settings": {"drop_params": True, "num_retries": 0, "callbacks": [], "success_callback": []},
             "router_settings": {"num_retries": 0},
             "general_settings": {"dangerously_permit_weak_or_unset_master_key": True},
@@ -339,7 +346,7 @@ def proxy_target(*, key: str, workers: int, run_dir: Path, models: dict[str, str
     )
 
 
-def floor_target(*, models: dict[str, str]) -> Target:
+def floor_target(*, models: dict[str, str], provider_model: str) -> Target:
     """The minimal FastAPI + SDK app of ``bench/floor_app.py`` on uvloop + httptools."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "bench.floor_app:app", "--host", HOST, "--port", str(port)]
@@ -350,7 +357,7 @@ def floor_target(*, models: dict[str, str]) -> Target:
         completion_path="/v1/chat/completions",
         health_path="/health",
         argv=argv,
-        env=clean_environment({"BENCH_FLOOR_MODELS": json.dumps(models)}),
+        env=clean_environment({"BENCH_FLOOR_MODELS": json.dumps(models), "BENCH_FLOOR_PROVIDER_MODEL": provider_model}),
         port=port,
     )
 
