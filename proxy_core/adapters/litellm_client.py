@@ -13,6 +13,7 @@ from typing import Any
 
 import litellm
 
+from proxy_core.adapters.litellm_deployments import DeploymentClients
 from proxy_core.adapters.litellm_errors import translate_error
 from proxy_core.adapters.litellm_origin import AddressCheck, OriginClients
 from proxy_core.adapters.litellm_stream import ProviderStream, WrappedStream, call_info, provider_stream
@@ -28,7 +29,7 @@ for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "openai",
 litellm.suppress_debug_info = True
 
 
-def _kwargs(call: LlmCall, *, stream: bool, origins: OriginClients) -> dict[str, Any]:
+def _kwargs(call: LlmCall, *, stream: bool, origins: OriginClients, deployments: DeploymentClients) -> dict[str, Any]:
     kwargs: dict[str, Any] = dict(call.deployment_params)
     kwargs.update(call.params)
     kwargs.update(
@@ -54,6 +55,10 @@ def _kwargs(call: LlmCall, *, stream: bool, origins: OriginClients) -> dict[str,
             kwargs["client"] = origins.for_call(
                 kwargs["model"], call.api_base, call.api_key or "", max_retries=call.max_retries
             )
+    elif call.replay is None and not call.routed:
+        client = deployments.for_call(call.deployment_params, call.model, kwargs.get("api_key"), call.max_retries)
+        if client is not None:
+            kwargs["client"] = client
     if call.langfuse is not None:
         kwargs["langfuse_public_key"] = call.langfuse.public_key
         kwargs["langfuse_secret_key"] = call.langfuse.secret_key
@@ -73,6 +78,7 @@ class LiteLLMClient:
         self._router = router
         self._logging_tasks: set[asyncio.Task[Any]] = set()
         self._origins = OriginClients(refuses)
+        self._deployments = DeploymentClients()
 
     async def drain(self, timeout_s: float) -> None:
         """Wait, bounded, for the trace logging of streams that ended just before shutdown.
@@ -87,6 +93,7 @@ class LiteLLMClient:
     async def aclose(self) -> None:
         """Close the clients of client-chosen upstreams and unhook the Router (see ``close``)."""
         await self._origins.aclose()
+        await self._deployments.aclose()
         self.close()
 
     def close(self) -> None:
@@ -102,9 +109,12 @@ class LiteLLMClient:
             return self._router.acompletion
         return litellm.acompletion
 
+    def _call_kwargs(self, call: LlmCall, *, stream: bool) -> dict[str, Any]:
+        return _kwargs(call, stream=stream, origins=self._origins, deployments=self._deployments)
+
     async def complete(self, call: LlmCall) -> Completion:
         try:
-            response = await self._target(call)(**_kwargs(call, stream=False, origins=self._origins))
+            response = await self._target(call)(**self._call_kwargs(call, stream=False))
         except Exception as exc:
             raise translate_error(exc) from exc
         body: dict[str, Any] = response.model_dump()
@@ -112,7 +122,7 @@ class LiteLLMClient:
 
     async def stream(self, call: LlmCall) -> ChunkStream:
         try:
-            wrapper = await self._target(call)(**_kwargs(call, stream=True, origins=self._origins))
+            wrapper = await self._target(call)(**self._call_kwargs(call, stream=True))
         except Exception as exc:
             raise translate_error(exc) from exc
         source = provider_stream(wrapper) if not call.routed and call.replay is None else None

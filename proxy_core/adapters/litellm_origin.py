@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import functools
 import socket
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import litellm
-import openai
 from aiohttp import ClientSession, DummyCookieJar, TCPConnector, ThreadedResolver
 from aiohttp.abc import AbstractResolver, ResolveResult
 from litellm.constants import (
@@ -35,6 +33,7 @@ from litellm.constants import (
 from litellm.llms.custom_httpx.aiohttp_transport import LiteLLMAiohttpTransport
 from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler, build_aiohttp_keepalive_socket_factory
 
+from proxy_core.adapters.openai_direct import DirectClients, DirectOpenAI
 from proxy_core.errors import InvalidRequestError
 
 AddressCheck = Callable[[Sequence[str]], bool]  # True: the host's addresses are refused
@@ -94,7 +93,7 @@ class OriginClients:
         self._refuses = refuses or (lambda _addresses: False)
         self._resolver = resolver
         self._handler: AsyncHTTPHandler | None = None
-        self._sdk_clients: OrderedDict[tuple[str, str, int], openai.AsyncOpenAI] = OrderedDict()
+        self._sdk_clients = DirectClients(MAX_CACHED_SDK_CLIENTS)
 
     def _session(self) -> ClientSession:
         """LiteLLM's own connection settings (pool limits, keep-alive, DNS cache, TCP keep-alive
@@ -129,19 +128,9 @@ class OriginClients:
             code="base_url_provider_unsupported",
         )
 
-    def _sdk_client(self, api_base: str, api_key: str, max_retries: int) -> openai.AsyncOpenAI:
-        key = (api_base, api_key, max_retries)
-        client = self._sdk_clients.get(key)
-        if client is None:
-            client = openai.AsyncOpenAI(
-                api_key=api_key, base_url=api_base, max_retries=max_retries, http_client=self._http().client
-            )
-            self._sdk_clients[key] = client
-            if len(self._sdk_clients) > MAX_CACHED_SDK_CLIENTS:
-                self._sdk_clients.popitem(last=False)
-        else:
-            self._sdk_clients.move_to_end(key)
-        return client
+    def _sdk_client(self, api_base: str, api_key: str, max_retries: int) -> DirectOpenAI:
+        # chat parameters sent without the SDK's transform (``openai_direct``), over the one pool
+        return self._sdk_clients.get(api_base, api_key, max_retries, lambda: self._http().client)
 
     async def aclose(self) -> None:
         self._sdk_clients.clear()
