@@ -1,8 +1,9 @@
 """The floor: the least an HTTP app on the LiteLLM SDK can do per completion.
 
 One FastAPI route that passes the body to ``litellm.acompletion`` and returns its answer as
-JSON, or as server-sent events when ``stream`` is set. No validation, tracing or storage: any
-gateway built on the SDK costs at least this much, so the gateway's CPU is compared with it.
+JSON, or as server-sent events when ``stream`` is set. No validation, tracing or storage: a
+gateway that calls the SDK as documented costs at least this much, so the gateway's CPU is
+compared with it (the gateway also passes its own OpenAI SDK client, which the floor does not).
 ``BENCH_FLOOR_MODELS`` maps each model name to its upstream base URL (JSON object), and
 ``BENCH_FLOOR_PROVIDER_MODEL`` is the LiteLLM model sent there (as in the other targets' catalogues).
 """
