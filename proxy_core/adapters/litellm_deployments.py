@@ -36,7 +36,6 @@ class DeploymentClients:
 
     def __init__(self) -> None:
         self._http: httpx.AsyncClient | None = None
-        self._http_made = False
         self._clients = DirectClients(MAX_CACHED_CLIENTS)
 
     def for_call(self, deployment: Mapping[str, Any], model: str, api_key: object, max_retries: int) -> object | None:
@@ -53,13 +52,12 @@ class DeploymentClients:
 
     def _http_client(self) -> httpx.AsyncClient | None:
         """LiteLLM's own HTTP client for its OpenAI SDK clients, made once (None: the SDK makes one)."""
-        if not self._http_made:
+        if self._http is None:
             self._http = OpenAIChatCompletion._get_async_http_client()
-            self._http_made = True
         return self._http
 
     async def aclose(self) -> None:
         self._clients.clear()
         if self._http is not None:
             await self._http.aclose()
-        self._http, self._http_made = None, False
+            self._http = None
