@@ -21,7 +21,7 @@ import httpx
 from litellm.llms.openai.openai import OpenAIChatCompletion
 
 from proxy_core.adapters.litellm_origin import OPENAI_SDK_PROVIDERS, provider_of
-from proxy_core.adapters.openai_direct import DirectClients
+from proxy_core.adapters.openai_direct import DirectClients, forget_cookies
 
 # Deployment parameters that leave the SDK client as base URL, key and retries make it.
 PLAIN_DEPLOYMENT_KEYS = frozenset(
@@ -51,9 +51,11 @@ class DeploymentClients:
         return self._clients.get(api_base, api_key, max_retries, self._http_client)
 
     def _http_client(self) -> httpx.AsyncClient | None:
-        """LiteLLM's own HTTP client for its OpenAI SDK clients, made once (None: the SDK makes one)."""
+        """LiteLLM's own HTTP client for its OpenAI SDK clients, made once (None: the SDK makes one),
+        keeping no provider cookie (``forget_cookies``)."""
         if self._http is None:
-            self._http = OpenAIChatCompletion._get_async_http_client()
+            made = OpenAIChatCompletion._get_async_http_client()
+            self._http = forget_cookies(made) if made is not None else None
         return self._http
 
     async def aclose(self) -> None:

@@ -33,7 +33,7 @@ from litellm.constants import (
 from litellm.llms.custom_httpx.aiohttp_transport import LiteLLMAiohttpTransport
 from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler, build_aiohttp_keepalive_socket_factory
 
-from proxy_core.adapters.openai_direct import DirectClients, DirectOpenAI
+from proxy_core.adapters.openai_direct import DirectClients, DirectOpenAI, forget_cookies
 from proxy_core.errors import InvalidRequestError
 
 AddressCheck = Callable[[Sequence[str]], bool]  # True: the host's addresses are refused
@@ -112,6 +112,7 @@ class OriginClients:
         if self._handler is None:
             transport = LiteLLMAiohttpTransport(client=self._session)
             self._handler = AsyncHTTPHandler(follow_redirects=False, transport=transport)
+            forget_cookies(self._handler.client)
         return self._handler
 
     def for_call(self, model: str, api_base: str, api_key: str, *, max_retries: int) -> object:

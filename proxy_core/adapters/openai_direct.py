@@ -10,6 +10,12 @@ encode it) is posted as it is, through the same ``_post`` with the same options 
 
 LiteLLM accepts such a client as its ``client`` argument (it checks ``isinstance(…, AsyncOpenAI)``)
 and calls ``chat.completions.with_raw_response.create``, which wraps the method defined here.
+
+Two more per-call costs of the SDK go with it: the request URL is parsed and joined to the base URL
+on every call (kept here per path, as ``httpx.URL`` is immutable), and the HTTP client's cookie jar
+parses every answer for ``Set-Cookie`` and would send what it stored with later calls. A gateway's
+provider clients are shared by every project and user, so what one call's answer set must never
+ride along with another's: ``forget_cookies`` makes a client's jar keep nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from openai._types import NOT_GIVEN, NotGiven, Omit
 from openai.resources.chat import AsyncChat
 from openai.resources.chat.completions import AsyncCompletions
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+# Paths a client keeps prepared URLs for: the few endpoints LiteLLM calls, with room to spare.
+MAX_PREPARED_URLS = 32
 
 
 def _is_plain_json(body: dict[str, Any]) -> bool:
@@ -77,12 +86,40 @@ class _DirectChat(AsyncChat):
         return DirectCompletions(self._client)
 
 
+class _NoCookies(httpx.Cookies):
+    """A jar that stores nothing from an answer, so an HTTP client sends no cookie it was given."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+def forget_cookies(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Make ``client`` keep no cookie from its answers (its ``cookies`` setter would copy the jar
+    into a plain one, so the jar is replaced where the client keeps it)."""
+    client._cookies = _NoCookies()
+    return client
+
+
 class DirectOpenAI(AsyncOpenAI):
     """``AsyncOpenAI`` with ``chat.completions`` served by ``DirectCompletions``."""
 
     @cached_property
     def chat(self) -> AsyncChat:
         return _DirectChat(self)
+
+    @cached_property
+    def _prepared_urls(self) -> dict[str, tuple[httpx.URL, httpx.URL]]:
+        return {}
+
+    def _prepare_url(self, url: str) -> httpx.URL:
+        """The SDK's own join of ``url`` to the base URL, kept per path while the base URL stays."""
+        prepared = self._prepared_urls.get(url)
+        if prepared is not None and prepared[0] is self._base_url:
+            return prepared[1]
+        result = super()._prepare_url(url)
+        if len(self._prepared_urls) < MAX_PREPARED_URLS:
+            self._prepared_urls[url] = (self._base_url, result)
+        return result
 
     @property
     def user_agent(self) -> str:

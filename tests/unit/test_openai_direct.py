@@ -15,7 +15,7 @@ from proxy_core.adapters import litellm_deployments
 from proxy_core.adapters.litellm_client import _kwargs
 from proxy_core.adapters.litellm_deployments import DeploymentClients
 from proxy_core.adapters.litellm_origin import OriginClients
-from proxy_core.adapters.openai_direct import DirectCompletions, DirectOpenAI
+from proxy_core.adapters.openai_direct import DirectCompletions, DirectOpenAI, forget_cookies
 from proxy_core.services.llm import LlmCall
 
 BASE = "http://upstream.test/v1"
@@ -168,3 +168,62 @@ async def test_deployment_clients_are_bounded(monkeypatch: pytest.MonkeyPatch) -
     deployments.for_call(plain, "openai/m", "sk-c", 0)
     assert deployments.for_call(plain, "openai/m", "sk-a", 0) is not first  # evicted, made anew
     await deployments.aclose()
+
+
+class _CookieSetter:
+    """Answers every call setting a cookie, and records the Cookie header each call carried."""
+
+    def __init__(self) -> None:
+        self.cookies: list[str | None] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.cookies.append(request.headers.get("cookie"))
+        return httpx.Response(200, json=_ANSWER, headers={"set-cookie": "affinity=project-a; Path=/"})
+
+
+async def _two_calls(http: httpx.AsyncClient) -> None:
+    client = DirectOpenAI(api_key="sk-a", base_url=BASE, http_client=http, max_retries=0)
+    for _ in range(2):
+        await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+
+
+async def test_a_cookie_one_answer_sets_is_not_sent_with_the_next_call() -> None:
+    kept = _CookieSetter()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(kept)) as http:
+        await _two_calls(http)
+    assert kept.cookies == [None, "affinity=project-a"]  # what an SDK client does on its own
+    forgotten = _CookieSetter()
+    async with forget_cookies(httpx.AsyncClient(transport=httpx.MockTransport(forgotten))) as http:
+        await _two_calls(http)
+    assert forgotten.cookies == [None, None]
+
+
+async def test_the_gateways_provider_clients_keep_no_cookie() -> None:
+    deployments, origins = DeploymentClients(), OriginClients()
+    plain = {"model": "openai/m", "api_base": BASE}
+    deployment_client = deployments.for_call(plain, "openai/m", "sk-a", 0)
+    origin_client = origins.for_call("openai/m", BASE, "sk-a", max_retries=0)
+    request = httpx.Request("POST", f"{BASE}/chat/completions")
+    answer = httpx.Response(200, headers={"set-cookie": "affinity=project-a; Path=/"}, request=request)
+    for client in (deployment_client, origin_client):
+        assert isinstance(client, DirectOpenAI)
+        client._client.cookies.extract_cookies(answer)
+        assert not client._client.cookies
+    await deployments.aclose()
+    await origins.aclose()
+
+
+async def test_the_request_url_follows_the_base_url() -> None:
+    recorder = _Recorder()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as http:
+        client = DirectOpenAI(api_key="sk-a", base_url=BASE, http_client=http, max_retries=0)
+        messages = [{"role": "user", "content": "hi"}]
+        await client.chat.completions.create(model="m", messages=messages)
+        await client.chat.completions.create(model="m", messages=messages)
+        client.base_url = "http://other.test/api/v2"
+        await client.chat.completions.create(model="m", messages=messages)
+    assert [str(r.url) for r in recorder.requests] == [
+        f"{BASE}/chat/completions",
+        f"{BASE}/chat/completions",
+        "http://other.test/api/v2/chat/completions",
+    ]
