@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import litellm
 from litellm.integrations.langfuse.langfuse_otel import LangfuseOtelLogger
-from litellm.integrations.opentelemetry import OpenTelemetryConfig
+from litellm.integrations.opentelemetry import LITELLM_TRACER_NAME, OpenTelemetryConfig
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import (
@@ -169,6 +169,7 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
         self._redaction = redaction
         self._exporters: list[OtlpJsonExporter] = []
         self._exporters_lock = threading.Lock()
+        self._tracers: dict[str, tuple[Any, Any]] = {}  # LiteLLM's cache key -> (provider, its tracer)
         config = OpenTelemetryConfig(
             exporter=_DiscardingExporter(counters), service_name="proxy-core", skip_set_global=True
         )
@@ -191,6 +192,25 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
         with self._exporters_lock:
             self._exporters.append(exporter)
         return _CountingBatchProcessor(_CountingExporter(exporter, self._counters), self._counters, self._tuning)
+
+    def _cached_dynamic_tracer(self, cache_key: str, build: Callable[[], Any], owns_exporter: bool) -> Any:
+        """LiteLLM's cached provider for ``cache_key``, with its tracer made once.
+
+        LiteLLM keeps each project's provider in a bounded LRU but asks it for a new tracer on
+        every call; a tracer is kept here beside the provider it came from, and used only while
+        that provider is still the one LiteLLM's cache holds (one it evicted is shut down).
+        """
+        with self._tracer_provider_cache_lock:
+            entry = self._tracer_provider_cache.get(cache_key)
+            if entry is not None:
+                self._tracer_provider_cache.move_to_end(cache_key)
+                kept = self._tracers.get(cache_key)
+                if kept is None or kept[0] is not entry.provider:
+                    kept = (entry.provider, entry.provider.get_tracer(LITELLM_TRACER_NAME))
+                    self._tracers = {key: v for key, v in self._tracers.items() if key in self._tracer_provider_cache}
+                    self._tracers[cache_key] = kept
+                return kept[1]
+        return super()._cached_dynamic_tracer(cache_key, build, owns_exporter)
 
     def set_attributes(self, span: Any, kwargs: dict[str, Any], response_obj: Any) -> None:
         """The gateway's own attribute mapping (``langfuse_span_attributes``) in place of
