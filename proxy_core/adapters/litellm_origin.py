@@ -112,7 +112,7 @@ class OriginClients:
         if self._handler is None:
             transport = LiteLLMAiohttpTransport(client=self._session)
             self._handler = AsyncHTTPHandler(follow_redirects=False, transport=transport)
-            forget_cookies(self._handler.client)
+            forget_cookies(self._handler.client)  # LiteLLM's jar stores none either, but parses every answer
         return self._handler
 
     def for_call(self, model: str, api_base: str, api_key: str, *, max_retries: int) -> object:
