@@ -9,7 +9,9 @@ encode it) is posted as it is, through the same ``_post`` with the same options 
 ``create``; anything else goes through the SDK's ``create`` unchanged.
 
 LiteLLM accepts such a client as its ``client`` argument (it checks ``isinstance(…, AsyncOpenAI)``)
-and calls ``chat.completions.with_raw_response.create``, which wraps the method defined here.
+and calls ``chat.completions.with_raw_response.create``, which wraps the method defined here; of the
+parsed answer it only calls ``model_dump()``, which ``ChatCompletionAnswer`` serves without building
+the SDK's model when it can (``openai_answer``).
 
 Two more per-call costs of the SDK go with it: the request URL is parsed and joined to the base URL
 on every call (kept here per path, as ``httpx.URL`` is immutable), and the HTTP client's cookie jar
@@ -32,7 +34,9 @@ from openai._base_client import make_request_options
 from openai._types import NOT_GIVEN, NotGiven, Omit
 from openai.resources.chat import AsyncChat
 from openai.resources.chat.completions import AsyncCompletions
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletionChunk
+
+from proxy_core.adapters.openai_answer import ChatCompletionAnswer
 
 # Paths a client keeps prepared URLs for: the few endpoints LiteLLM calls, with room to spare.
 MAX_PREPARED_URLS = 32
@@ -57,10 +61,10 @@ class DirectCompletions(AsyncCompletions):
         extra_body: object | None = None,
         timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,  # noqa: ASYNC109 - the SDK's signature
         **params: Any,
-    ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]:
+    ) -> Any:  # a stream, or an answer whose model_dump() is the SDK ChatCompletion's
         body = {key: value for key, value in params.items() if not isinstance(value, NotGiven | Omit)}
         if not _is_plain_json(body):
-            return await super().create(  # type: ignore[no-any-return]
+            return await super().create(
                 extra_headers=extra_headers, extra_query=extra_query, extra_body=extra_body, timeout=timeout, **params
             )
         stream = bool(body.get("stream"))
@@ -74,7 +78,7 @@ class DirectCompletions(AsyncCompletions):
                 timeout=timeout,
                 security={"bearer_auth": True},
             ),
-            cast_to=ChatCompletion,
+            cast_to=ChatCompletionAnswer,
             stream=stream,
             stream_cls=AsyncStream[ChatCompletionChunk],
         )
