@@ -210,6 +210,8 @@ class _BuiltAnswer:
         return self._model
 
     def __getattr__(self, name: str) -> Any:
+        if name in _BuiltAnswer.__slots__:  # not set yet: a copy being rebuilt
+            raise AttributeError(name)
         return getattr(self.sdk_model(), name)
 
 

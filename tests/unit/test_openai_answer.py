@@ -110,6 +110,7 @@ def test_a_canonical_answer_is_dumped_without_the_sdk_model_and_equals_it(answer
     assert built.model_dump() is not built.model_dump()  # every dump is fresh: LiteLLM edits what it gets
     assert built.model_dump(exclude_none=True) == ChatCompletion.construct(**answer).model_dump(exclude_none=True)
     assert built.choices[0].message.role == "assistant"  # anything else is the SDK model's
+    assert _ordered(copy.copy(built).model_dump()) == _ordered(copy.deepcopy(built).model_dump()) == _sdk(answer)
 
 
 @pytest.mark.parametrize(
