@@ -65,7 +65,7 @@ _Kind = _Scalar | _ListOf | _Model | _Tagged | _Unmapped
 
 
 def _without_none(annotation: Any) -> Any:
-    """``Optional[X]`` → ``X``; ``_fill_field`` accepts ``null`` for every field, as the SDK does."""
+    """``Optional[X]`` → ``X``; ``_fill_model`` accepts ``null`` for every field, as the SDK does."""
     if get_origin(annotation) in (Union, types.UnionType):
         rest = [arg for arg in get_args(annotation) if arg is not type(None)]
         if len(rest) == 1:
@@ -111,7 +111,8 @@ def _tagged(variants: tuple[Any, ...], field: str | None) -> _Kind:
     for variant in variants:
         if not (isinstance(variant, type) and issubclass(variant, BaseModel)):
             return _Unmapped()
-        tag = get_args(variant.model_fields[field].annotation)
+        tag_field = variant.model_fields.get(field)
+        tag = get_args(tag_field.annotation) if tag_field is not None else ()
         if len(tag) != 1 or not isinstance(tag[0], str):
             return _Unmapped()
         mapping[tag[0]] = _model(variant)
@@ -119,9 +120,15 @@ def _tagged(variants: tuple[Any, ...], field: str | None) -> _Kind:
 
 
 def _model(cls: type[BaseModel]) -> _Model:
+    """The shape of ``cls``; a ``TypeError`` for a model whose dump this module cannot reproduce:
+    one that drops extra fields, renames one (an alias), or fills an absent one with other than
+    ``null``."""
     fields = cls.model_fields
-    if cls.model_config.get("extra") != "allow" or any(f.alias not in (None, name) for name, f in fields.items()):
-        raise TypeError(f"{cls.__name__}: only models that keep extra fields and use no aliases are mapped")
+    if cls.model_config.get("extra") != "allow" or any(
+        f.alias not in (None, name) or (not f.is_required() and (f.default is not None or f.default_factory))
+        for name, f in fields.items()
+    ):
+        raise TypeError(f"{cls.__name__}: not a model whose dump is mapped here")
     return _Model(
         fields=tuple((name, _kind(f.annotation, tuple(f.metadata))) for name, f in fields.items()),
         required=frozenset(name for name, f in fields.items() if f.is_required()),
@@ -175,11 +182,20 @@ def _copy_json(value: object) -> object:
     return value
 
 
-_CHAT_COMPLETION = _model(ChatCompletion)
+def _chat_completion_shape() -> _Model | None:
+    try:
+        return _model(ChatCompletion)
+    except TypeError:  # an SDK whose models are not mapped here: every answer takes its own parse
+        return None
+
+
+_CHAT_COMPLETION = _chat_completion_shape()
 
 
 def answer_as_sdk_dumps(data: object) -> dict[str, object] | None:
     """``ChatCompletion``'s ``model_dump()`` of ``data``, or ``None`` when only the SDK can tell."""
+    if _CHAT_COMPLETION is None:
+        return None
     try:
         return _fill_model(_CHAT_COMPLETION, data)
     except _NotCanonicalError:

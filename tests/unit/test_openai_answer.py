@@ -12,9 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai import AsyncOpenAI
+from openai import BaseModel as OpenAIBaseModel
 from openai._models import construct_type
 from openai.types.chat import ChatCompletion
+from pydantic import Field
 
+from proxy_core.adapters import openai_answer
 from proxy_core.adapters.openai_answer import ChatCompletionAnswer, answer_as_sdk_dumps
 from proxy_core.adapters.openai_direct import DirectOpenAI
 
@@ -201,3 +204,24 @@ async def test_litellm_answers_the_same_through_either_client(answer: dict[str, 
 
     expected, got = await complete(AsyncOpenAI), await complete(DirectOpenAI)
     assert _ordered(got) == _ordered(expected)
+
+
+class _Renamed(OpenAIBaseModel):
+    value: str = Field(alias="Value")
+
+
+class _Defaulted(OpenAIBaseModel):
+    values: list[str] = Field(default_factory=list)
+
+
+@pytest.mark.parametrize("model", [_Renamed, _Defaulted], ids=["alias", "non-null-default"])
+def test_a_model_whose_dump_is_not_reproduced_here_is_not_mapped(model: type[OpenAIBaseModel]) -> None:
+    with pytest.raises(TypeError):
+        openai_answer._model(model)
+
+
+def test_without_a_mapped_shape_every_answer_takes_the_sdks_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openai_answer, "_CHAT_COMPLETION", None)
+    assert answer_as_sdk_dumps(copy.deepcopy(_PLAIN)) is None
+    built = ChatCompletionAnswer.build(response=httpx.Response(200), data=copy.deepcopy(_PLAIN))
+    assert isinstance(built, ChatCompletion)
