@@ -132,6 +132,20 @@ def test_session_and_user_reach_the_trace(gateway: Gateway, langfuse: LangfuseSt
     assert trace.metadata.get("rollout_id") == rollout
 
 
+def test_fields_the_provider_left_out_arrive_as_the_sdk_declares_them(gateway: Gateway) -> None:
+    """The answer has the shape clients got from the OpenAI SDK's model: absent fields are null."""
+    answer = httpx.post(
+        f"{gateway.url}/project_id/proj-b/{rollout_path(f'r-{uuid.uuid4().hex[:8]}')}/chat/completions",
+        json={"model": "fake", "messages": USER},
+        headers={"authorization": "Bearer sk-client"},
+        timeout=30,
+    ).json()
+    assert {"moderation": None, "service_tier": None, "system_fingerprint": None}.items() <= answer.items()
+    assert answer["usage"]["completion_tokens_details"] is None
+    assert answer["usage"]["prompt_tokens_details"] is None
+    assert answer["choices"][0]["message"]["provider_specific_fields"] == {"refusal": None}
+
+
 def test_tools_requests_are_forwarded(gateway: Gateway, upstream_state: UpstreamState) -> None:
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
     gateway.client().chat.completions.create(model="fake", messages=USER, tools=tools)  # type: ignore[arg-type]
