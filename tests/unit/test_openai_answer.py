@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -77,23 +78,22 @@ _FULL: dict[str, Any] = {
 }
 
 
-def _sdk(data: object) -> object:
+def _dumped(parse: Callable[[object], Any], data: object) -> object:
+    """``parse(data).model_dump()`` key-ordered, or the type of what it raised."""
     with warnings.catch_warnings():  # the SDK's dump warns about values of unexpected types
         warnings.simplefilter("ignore")
         try:
-            return _ordered(construct_type(type_=ChatCompletion, value=copy.deepcopy(data)).model_dump())  # type: ignore[attr-defined]
+            return _ordered(parse(copy.deepcopy(data)).model_dump())
         except Exception as exc:  # the same failure is expected of both
             return type(exc)
 
 
+def _sdk(data: object) -> object:
+    return _dumped(lambda value: construct_type(type_=ChatCompletion, value=value), data)
+
+
 def _ours(data: object) -> object:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            built = ChatCompletionAnswer.build(response=httpx.Response(200), data=copy.deepcopy(data))
-            return _ordered(built.model_dump())
-        except Exception as exc:
-            return type(exc)
+    return _dumped(lambda value: ChatCompletionAnswer.build(response=httpx.Response(200), data=value), data)
 
 
 def _ordered(value: object) -> object:
