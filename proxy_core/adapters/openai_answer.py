@@ -217,7 +217,7 @@ class _BuiltAnswer:
         if options:
             return self.sdk_model().model_dump(**options)
         dumped, self._dumped = self._dumped, None
-        return dumped if dumped is not None else (answer_as_sdk_dumps(self._data) or {})
+        return dumped if dumped is not None else (answer_as_sdk_dumps(self._data) or self.sdk_model().model_dump())
 
     def sdk_model(self) -> ChatCompletion:
         if self._model is None:
