@@ -7,6 +7,7 @@ application, and closed there on shutdown: traces still queued are flushed withi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -44,6 +45,9 @@ from proxy_core.services.traces import TracesService
 from proxy_core.settings import Settings
 
 logger = logging.getLogger("proxy_core")
+
+# Without writes of its own for this long, the gateway probes the rollout store (readiness).
+STORE_PROBE_INTERVAL_S = 1.0
 
 StoreFactory = Callable[[Settings], RolloutStore]
 TraceSourceFactory = Callable[[Settings], TraceSource]
@@ -185,10 +189,12 @@ def create_app(
         )
         app.state.services = services
         app.state.tracing = tracing
+        store_watch = asyncio.create_task(store.watch(STORE_PROBE_INTERVAL_S), name="store-watch")
         try:
             yield
         finally:
             services.shutting_down = True
+            store_watch.cancel()
             if owned is not None:
                 await owned.drain(settings.shutdown_flush_timeout_s)
             if tracing is not None:

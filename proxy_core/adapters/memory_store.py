@@ -79,6 +79,9 @@ class MemoryRolloutStore:
     async def ping(self) -> bool:
         return True
 
+    async def probe_write(self) -> None:
+        return None
+
     async def aclose(self) -> None:
         self._sets.clear()
         self._usage.clear()

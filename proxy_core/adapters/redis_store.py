@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from proxy_core.errors import StoreUnavailableError
-from proxy_core.services.store import RolloutStatus, Usage, cache_key, rollout_key, usage_key
+from proxy_core.services.store import RolloutStatus, Usage, cache_key, probe_key, rollout_key, usage_key
 
 MAX_CONNECTIONS = 64
 OVERLOAD_ALLOWANCE_S = 3.0
@@ -27,6 +27,7 @@ OVERLOAD_ALLOWANCE_S = 3.0
 # collection) a healthy Redis on loopback can miss a sub-second one; a refused port still
 # fails at once, and a frozen Redis is caught by the round-trip timeout after connecting.
 MIN_CONNECT_TIMEOUT_S = 2.0
+PROBE_TTL_MS = 60_000
 # One atomic command per completion: the id joins the rollout's set, the usage totals grow, and
 # both keys get the TTL (a script runs atomically, like MULTI/EXEC, in a single round trip).
 RECORD_SCRIPT = """
@@ -120,6 +121,14 @@ class RedisRolloutStore:
                 await self._client.set(cache_key(self._prefix, project_id, key), body, ex=ttl_s)
         except (RedisError, OSError, TimeoutError):
             return
+
+    async def probe_write(self) -> None:
+        """``SET`` of a short-lived key of the gateway's own: fails while Redis refuses writes."""
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                await self._client.set(probe_key(self._prefix), "1", px=PROBE_TTL_MS)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"The rollout store refused a write ({type(exc).__name__}: {exc}).") from exc
 
     async def ping(self) -> bool:
         try:

@@ -23,17 +23,21 @@ async def health() -> dict[str, str]:
 @router.api_route("/ready", methods=["GET", "HEAD"])  # load balancers probe with HEAD too
 @router.api_route("/v1/ready", methods=["GET", "HEAD"], include_in_schema=False)
 async def ready(services: ServicesDep) -> JSONResponse:
-    """Readiness: 200 only when the rollout store answers and the gateway is not draining.
+    """Readiness: 200 only when the rollout store takes writes and the gateway is not draining.
 
-    ``spans`` counts what the trace exporters did since start-up (exported, failed, discarded):
-    trace loss shows up here as a number instead of a silence.
+    The store's state comes from real writes (completions, and a probe the gateway runs by itself
+    every second without traffic), not from a PING, which a write-refusing Redis still answers.
+    ``spans`` counts what the trace exporters did since start-up: trace loss shows up here as a
+    number instead of a silence.
     """
     spans = services.span_counts() if services.span_counts is not None else None
+    store = services.store.health()
+    body = {"status": "ready", "store": store.as_dict(), "spans": spans}
     if services.shutting_down:
-        return JSONResponse({"status": "shutting_down", "spans": spans}, status_code=503)
-    if not await services.store.ping():
-        return JSONResponse({"status": "unavailable", "store": "down", "spans": spans}, status_code=503)
-    return JSONResponse({"status": "ready", "store": "up", "spans": spans})
+        return JSONResponse({**body, "status": "shutting_down"}, status_code=503)
+    if not store.writable:
+        return JSONResponse({**body, "status": "unavailable"}, status_code=503)
+    return JSONResponse(body)
 
 
 @router.get("/v1/models")

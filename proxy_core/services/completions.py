@@ -111,7 +111,7 @@ class CompletionService:
         request, prepared, context = await self._understand(path, headers, raw_body, principal, project)
         call = await self._build_call(context, request)
         if context.insertion_id is not None:
-            self._store.ensure_available()
+            await self._store.ensure_writable()
         outcome = CompletionOutcome(headers=_outcome_headers(context, prepared))
         await self._respond(context, call, request.stream, outcome)
         return outcome

@@ -3,18 +3,22 @@
 ``/traces`` compares this set with what Langfuse holds, so an id must be recorded before the
 client is told its completion succeeded. The store is a protocol with two adapters (Redis for
 real deployments, an in-process dict for single-process use); ``GuardedStore`` adds the policy
-every caller wants: a circuit breaker so a dead or frozen store fails requests fast with 503
-instead of letting each one wait for its own timeout.
+every caller wants: circuit breakers and a write probe, so a dead, frozen or write-refusing store
+fails requests fast with 503, before any provider spend, instead of letting each one wait for
+its own timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from proxy_core.errors import StoreUnavailableError
+from proxy_core.services.breaker import BreakerState, CircuitBreaker
 
 T = TypeVar("T")
 
@@ -76,6 +80,15 @@ class RolloutStore(Protocol):
 
     async def ping(self) -> bool: ...
 
+    async def probe_write(self) -> None:
+        """A real write that proves the store accepts writes now; ``StoreUnavailableError`` if not.
+
+        A PING answers while a Redis refuses writes (out of memory with ``noeviction``, ``READONLY``
+        after a failover, ``min-replicas-to-write`` unmet), so readiness and the check before a
+        provider call must write.
+        """
+        ...
+
     async def aclose(self) -> None: ...
 
     async def cached_response(self, project_id: str, key: str) -> bytes | None:
@@ -87,91 +100,162 @@ class RolloutStore(Protocol):
         ...
 
 
+def probe_key(prefix: str) -> str:
+    """The key write probes set (short-lived; it holds no data)."""
+    return f"{prefix}:probe"
+
+
 def cache_key(prefix: str, project_id: str, digest: str) -> str:
     """Response-cache entries are per project: one project never sees another's answers."""
     return f"{prefix}:{key_part(project_id)}:cache:{digest}"
 
 
-class CircuitBreaker:
-    """Opens after ``threshold`` consecutive failures and stays open for ``cooldown_s``."""
+# A write that succeeded this recently vouches for the store; older than that, a tracked call
+# first proves the store writable (one probe shared by every caller waiting on it). At 20 calls a
+# second, a store that stops taking writes costs at most about five provider calls this way.
+FRESH_WRITE_S = 0.25
 
-    def __init__(self, threshold: int = 5, cooldown_s: float = 5.0) -> None:
-        self._threshold = threshold
-        self._cooldown_s = cooldown_s
-        self._failures = 0
-        self._open_until = 0.0
 
-    @property
-    def is_open(self) -> bool:
-        return time.monotonic() < self._open_until
+@dataclass(frozen=True, slots=True)
+class StoreHealth:
+    """What readiness reports of the store: writable now, the breakers, the last failure."""
 
-    def retry_after_s(self) -> int:
-        return max(1, int(self._open_until - time.monotonic() + 0.999))
+    writable: bool
+    writes: BreakerState
+    reads: BreakerState
+    last_error: str | None
 
-    def succeeded(self) -> None:
-        self._failures = 0
-
-    def failed(self) -> None:
-        self._failures += 1
-        if self._failures >= self._threshold:
-            self._open_until = time.monotonic() + self._cooldown_s
-            self._failures = 0
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": "up" if self.writable else "down",
+            "writes": self.writes.value,
+            "reads": self.reads.value,
+            "last_error": self.last_error,
+        }
 
 
 class GuardedStore:
-    """A ``RolloutStore`` wrapper that fails fast while its breaker is open."""
+    """A ``RolloutStore`` wrapper: write and read circuit breakers and a write probe.
 
-    def __init__(self, inner: RolloutStore, breaker: CircuitBreaker | None = None) -> None:
+    Writes and reads have breakers of their own: a store that refuses writes but answers reads
+    (``READONLY``, out of memory) must keep refusing tracked completions however many ``/traces``
+    reads succeed in between. Before a tracked call reaches the provider, ``ensure_writable``
+    proves the store takes writes (a recent successful write, or a probe), so a dead, frozen or
+    write-refusing store costs a handful of provider calls, not one per request until a timeout.
+    """
+
+    def __init__(
+        self,
+        inner: RolloutStore,
+        writes: CircuitBreaker | None = None,
+        reads: CircuitBreaker | None = None,
+        *,
+        fresh_write_s: float = FRESH_WRITE_S,
+    ) -> None:
         self._inner = inner
-        self._breaker = breaker or CircuitBreaker()
+        self._writes = writes or CircuitBreaker()
+        self._reads = reads or CircuitBreaker()
+        self._fresh_write_s = fresh_write_s
+        self._last_write_ok = -math.inf
+        self._last_write_failed = False
+        self._last_error: str | None = None
+        self._probe: asyncio.Task[bool] | None = None
 
-    def ensure_available(self, consequence: str = "the completion was not sent") -> None:
-        """Raise 503 before any upstream spend when the store is known to be down.
+    def _refused(self, consequence: str, breaker: CircuitBreaker) -> StoreUnavailableError:
+        """503 naming what did not happen (no provider spend, nothing read), so a retry is safe."""
+        return StoreUnavailableError(
+            f"The rollout store is unavailable; {consequence}.", retry_after_s=breaker.retry_after_s()
+        )
 
-        ``consequence`` tells the client what did not happen (no provider spend for a completion,
-        nothing read for ``/traces``), so it knows a retry is safe.
+    def _write_succeeded(self) -> None:
+        self._writes.succeeded()
+        self._last_write_ok = time.monotonic()
+        self._last_write_failed = False
+
+    def _write_failed(self, reason: str) -> None:
+        self._writes.failed()
+        self._last_write_failed = True
+        self._last_error = reason
+
+    async def ensure_writable(self, consequence: str = "the completion was not sent") -> None:
+        """Raise 503 before any provider spend unless the store is known to take writes now."""
+        if self._writes.admits and time.monotonic() - self._last_write_ok < self._fresh_write_s:
+            return
+        probe = self._probe
+        if probe is None:
+            if not self._writes.admits and not self._writes.try_acquire_trial():
+                raise self._refused(consequence, self._writes)  # open, or another caller holds the trial
+            probe = self._probe = asyncio.ensure_future(self._run_probe())
+        if not await asyncio.shield(probe):
+            raise self._refused(consequence, self._writes)
+
+    async def _run_probe(self) -> bool:
+        """One write probe; its own task, so a caller that goes away does not cancel it for the rest."""
+        try:
+            await self._inner.probe_write()
+        except Exception as error:  # whatever it was, the breaker's trial must end
+            self._write_failed(error.message if isinstance(error, StoreUnavailableError) else type(error).__name__)
+            return False
+        finally:
+            self._probe = None
+        self._write_succeeded()
+        return True
+
+    async def watch(self, interval_s: float) -> None:
+        """Probe the store every ``interval_s`` that saw no successful write, until cancelled.
+
+        Readiness then follows the store by itself, with no completion traffic; in the half-open
+        state this probe is the trial that closes the breaker again.
         """
-        if self._breaker.is_open:
-            raise StoreUnavailableError(
-                f"The rollout store is unavailable; {consequence}.",
-                retry_after_s=self._breaker.retry_after_s(),
-            )
+        while True:
+            await asyncio.sleep(interval_s)
+            if time.monotonic() - self._last_write_ok < interval_s or self._probe is not None:
+                continue
+            if self._writes.admits or self._writes.try_acquire_trial():
+                self._probe = asyncio.ensure_future(self._run_probe())
+                await asyncio.shield(self._probe)
+
+    def health(self) -> StoreHealth:
+        writable = self._writes.admits and not self._last_write_failed
+        return StoreHealth(writable, self._writes.state, self._reads.state, self._last_error)
 
     async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None:
-        self.ensure_available("the insertion id was not recorded")
+        """Record even while the breaker is open: the provider has been paid by now, and a write
+        that succeeds still saves the answer; a failure is a 503 and counts against the store."""
         try:
             await self._inner.record(project_id, rollout_id, insertion_id, usage)
-        except StoreUnavailableError:
-            self._breaker.failed()
+        except StoreUnavailableError as error:
+            self._write_failed(error.message)
             raise
-        self._breaker.succeeded()
+        self._write_succeeded()
 
     async def insertion_ids(self, project_id: str, rollout_id: str) -> set[str]:
-        self.ensure_available("the rollout could not be read")
-        return await self._guard_read(self._inner.insertion_ids(project_id, rollout_id))
+        return await self._guard_read(lambda: self._inner.insertion_ids(project_id, rollout_id))
 
     async def status(self, project_id: str, rollout_id: str) -> RolloutStatus:
-        self.ensure_available("the rollout could not be read")
-        return await self._guard_read(self._inner.status(project_id, rollout_id))
+        return await self._guard_read(lambda: self._inner.status(project_id, rollout_id))
 
-    async def _guard_read(self, pending: Awaitable[T]) -> T:
+    async def _guard_read(self, read: Callable[[], Awaitable[T]]) -> T:
+        if self._reads.state is BreakerState.OPEN:
+            raise self._refused("the rollout could not be read", self._reads)
         try:
-            result = await pending
+            result = await read()
         except StoreUnavailableError:
-            self._breaker.failed()
+            self._reads.failed()
             raise
-        self._breaker.succeeded()
+        self._reads.succeeded()
         return result
 
-    async def ping(self) -> bool:
-        return await self._inner.ping()
-
     async def cached_response(self, project_id: str, key: str) -> bytes | None:
-        return None if self._breaker.is_open else await self._inner.cached_response(project_id, key)
+        if self._reads.state is BreakerState.OPEN:
+            return None
+        return await self._inner.cached_response(project_id, key)
 
     async def cache_response(self, project_id: str, key: str, body: bytes, ttl_s: int) -> None:
-        if not self._breaker.is_open:
+        if self._writes.admits:
             await self._inner.cache_response(project_id, key, body, ttl_s)
 
     async def aclose(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
         await self._inner.aclose()

@@ -12,6 +12,7 @@ import redis.asyncio
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.upstream import UpstreamState
 from tests.integration.conftest import Gateway, encode_url, rollout_path
+from tests.redis_keys import data_keys
 
 USER = [{"role": "user", "content": "hello there"}]
 ROLLOUT_TAGS = ("invocation_id:inv-1", "experiment_id:exp-1", "run_id:run-1", "row_id:row-1")
@@ -115,7 +116,7 @@ async def test_untracked_routes_are_traced_but_not_recorded(
         raw = gateway.client(path).chat.completions.with_raw_response.create(model="demo", messages=USER)
         assert "x-insertion-id" not in raw.headers
         assert raw.parse().choices[0].message.content == "hello from demo"
-    assert [key async for key in redis_client.scan_iter(match=f"{key_prefix}:*")] == []
+    assert await data_keys(redis_client, key_prefix) == []
     langfuse.wait_for(lambda: len(langfuse.spans("proj-c")) >= 2, timeout=10)
 
 

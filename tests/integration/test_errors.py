@@ -16,6 +16,7 @@ from proxy_core.config_files import ApiKey
 from tests.fakes.server import ServerThread
 from tests.fakes.upstream import UpstreamState
 from tests.integration.conftest import SERVER_PROVIDER_KEY, Gateway, GatewayFactory, encode_url, rollout_path
+from tests.redis_keys import data_keys
 
 USER = [{"role": "user", "content": "hi"}]
 BODY = {"model": "fake", "messages": USER}
@@ -28,7 +29,7 @@ async def post(gateway: Gateway, path: str, **kwargs: Any) -> httpx.Response:
 
 
 async def no_keys(redis_client: redis.asyncio.Redis, prefix: str) -> bool:
-    return [key async for key in redis_client.scan_iter(match=f"{prefix}:*")] == []
+    return await data_keys(redis_client, prefix) == []
 
 
 BAD_ROLLOUT_ID = {

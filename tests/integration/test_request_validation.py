@@ -9,6 +9,7 @@ import redis.asyncio
 
 from tests.fakes.upstream import UpstreamState
 from tests.integration.conftest import Gateway, rollout_path
+from tests.redis_keys import data_keys
 
 USER = [{"role": "user", "content": "hi"}]
 CHAT = f"/{rollout_path('r-v')}/chat/completions"
@@ -41,7 +42,7 @@ async def test_malformed_bodies_are_exact_400s_with_no_side_effects(
         error = {"message": message, "type": "invalid_request_error", "param": param, "code": "invalid_value"}
         assert (response.status_code, response.json()) == (400, {"error": error}), body
     assert upstream_state.completion_requests == []
-    assert [key async for key in redis_client.scan_iter(match=f"{key_prefix}:*")] == []
+    assert await data_keys(redis_client, key_prefix) == []
 
 
 async def test_a_lone_surrogate_is_served_as_a_replacement_character(

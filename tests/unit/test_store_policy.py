@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import pytest
 
 from proxy_core.adapters.memory_store import MemoryRolloutStore
 from proxy_core.errors import StoreUnavailableError
+from proxy_core.services.breaker import BreakerState, CircuitBreaker
 from proxy_core.services.store import (
-    CircuitBreaker,
     GuardedStore,
     RolloutStatus,
     cache_key,
@@ -47,29 +50,142 @@ async def test_memory_store_sets_per_project() -> None:
     assert await store.status("a", "missing") == RolloutStatus(0, None, None, None)
 
 
-class FailingStore(MemoryRolloutStore):
+class FlakyStore(MemoryRolloutStore):
+    """An in-process store whose writes (records and probes) fail while ``refuse_writes`` is set."""
+
     def __init__(self) -> None:
         super().__init__(ttl_s=60)
-        self.calls = 0
+        self.records = 0
+        self.probes = 0
+        self.refuse_writes = True
+        self.probe_delay_s = 0.0
 
     async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: object = None) -> None:
-        self.calls += 1
-        raise StoreUnavailableError("down")
+        self.records += 1
+        if self.refuse_writes:
+            raise StoreUnavailableError("down")
+        await super().record(project_id, rollout_id, insertion_id)
+
+    async def probe_write(self) -> None:
+        self.probes += 1
+        await asyncio.sleep(self.probe_delay_s)
+        if self.refuse_writes:
+            raise StoreUnavailableError("OOM command not allowed")
 
 
 async def test_breaker_opens_after_consecutive_failures_and_fails_fast() -> None:
-    inner = FailingStore()
+    inner = FlakyStore()
     store = GuardedStore(inner, CircuitBreaker(threshold=3, cooldown_s=30))
     for _ in range(3):
         with pytest.raises(StoreUnavailableError):
             await store.record("p", "r", "i")
     with pytest.raises(StoreUnavailableError) as info:
-        store.ensure_available()
+        await store.ensure_writable()
     assert int(info.value.headers["Retry-After"]) >= 1
     assert "the completion was not sent" in info.value.message
+    assert inner.probes == 0, "an open breaker refuses without touching the store"
+    assert not store.health().writable
+    assert store.health().as_dict() == {
+        "state": "down",
+        "writes": "open",
+        "reads": "closed",
+        "last_error": "down",
+    }
+
+
+async def test_reads_do_not_reset_write_failures() -> None:
+    """A store that refuses writes but answers reads (READONLY, OOM) stays refused for completions."""
+    inner = FlakyStore()
+    store = GuardedStore(inner, CircuitBreaker(threshold=3, cooldown_s=30))
+    for _ in range(3):
+        with pytest.raises(StoreUnavailableError):
+            await store.record("p", "r", "i")
+        assert await store.insertion_ids("p", "r") == set()  # a successful read in between
     with pytest.raises(StoreUnavailableError):
-        await store.record("p", "r", "i")
-    assert inner.calls == 3
-    with pytest.raises(StoreUnavailableError) as read:
-        await store.insertion_ids("p", "r")
-    assert "could not be read" in read.value.message, "a read must not speak of a completion"
+        await store.ensure_writable()
+    assert store.health().writes is BreakerState.OPEN
+
+
+async def test_a_recent_write_vouches_and_a_stale_one_is_probed_once_for_all_callers() -> None:
+    inner = FlakyStore()
+    inner.refuse_writes = False
+    store = GuardedStore(inner, fresh_write_s=0.2)
+    await store.record("p", "r", "i")
+    await store.ensure_writable()
+    assert inner.probes == 0, "a write that just succeeded needs no probe"
+    await asyncio.sleep(0.25)
+    inner.probe_delay_s = 0.05
+    await asyncio.gather(*(store.ensure_writable() for _ in range(20)))
+    assert inner.probes == 1, "callers waiting together share one probe"
+
+
+async def test_write_refusal_costs_callers_nothing_but_a_shared_probe() -> None:
+    inner = FlakyStore()
+    store = GuardedStore(inner, CircuitBreaker(threshold=2, cooldown_s=30), fresh_write_s=0.0)
+    inner.probe_delay_s = 0.02
+    results = await asyncio.gather(*(store.ensure_writable() for _ in range(10)), return_exceptions=True)
+    assert all(isinstance(result, StoreUnavailableError) for result in results)
+    assert inner.probes == 1
+    with pytest.raises(StoreUnavailableError):
+        await store.ensure_writable()  # the second failure opens the breaker
+    for _ in range(5):
+        with pytest.raises(StoreUnavailableError):
+            await store.ensure_writable()
+    assert inner.probes == 2, "while open, nobody probes"
+
+
+async def test_after_the_cooldown_one_trial_decides() -> None:
+    inner = FlakyStore()
+    store = GuardedStore(inner, CircuitBreaker(threshold=1, cooldown_s=0.1), fresh_write_s=0.0)
+    with pytest.raises(StoreUnavailableError):
+        await store.ensure_writable()
+    assert store.health().writes is BreakerState.OPEN
+    await asyncio.sleep(0.12)
+    assert store.health().writes is BreakerState.HALF_OPEN
+    inner.probe_delay_s = 0.05
+    trial = asyncio.ensure_future(store.ensure_writable())
+    await asyncio.sleep(0.01)
+    late = asyncio.ensure_future(store.ensure_writable())
+    for outcome in await asyncio.gather(trial, late, return_exceptions=True):
+        assert isinstance(outcome, StoreUnavailableError)
+    assert inner.probes == 2, "one trial in the half-open state, joined by the later caller"
+    assert store.health().writes is BreakerState.OPEN, "a failed trial opens the breaker again"
+    await asyncio.sleep(0.12)
+    inner.refuse_writes = False
+    await asyncio.gather(*(store.ensure_writable() for _ in range(5)))
+    assert inner.probes == 3
+    assert store.health().writable
+
+
+async def test_the_watch_probes_without_traffic_and_readiness_follows() -> None:
+    inner = FlakyStore()
+    inner.refuse_writes = False
+    store = GuardedStore(inner, CircuitBreaker(threshold=5, cooldown_s=0.05))
+    watch = asyncio.ensure_future(store.watch(0.02))
+    try:
+        await _until(lambda: inner.probes >= 1)
+        assert store.health().writable
+        inner.refuse_writes = True
+        await _until(lambda: not store.health().writable)
+        inner.refuse_writes = False
+        await _until(lambda: store.health().writable)
+    finally:
+        watch.cancel()
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+def test_breaker_grants_one_trial_at_a_time() -> None:
+    breaker = CircuitBreaker(threshold=1, cooldown_s=0.0)
+    breaker.failed()
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.try_acquire_trial()
+    assert not breaker.try_acquire_trial()
+    breaker.succeeded()
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.admits
