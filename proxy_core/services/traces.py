@@ -5,7 +5,8 @@ holds. The answer is complete when the first set is contained in the second. Lan
 asynchronously, so the service polls — one filtered, paginated list read per poll, with
 jittered exponential backoff, ``Retry-After`` honoured, and a total deadline — and answers
 404 ``traces_incomplete`` naming the missing ids rather than ever returning a partial set as
-if it were whole. Concurrent calls for the same rollout share each read.
+if it were whole. What it returns is exactly the recorded ids' traces: a traced call that was
+never recorded is no step of the rollout. Concurrent calls for the same rollout share each read.
 """
 
 from __future__ import annotations
@@ -160,10 +161,16 @@ class TracesService:
     async def all_traces(
         self, headers: Mapping[str, str], path_project: str | None, query: TracesQuery
     ) -> dict[str, Any]:
+        """The traces of exactly the rollout's recorded insertion ids, once all are visible.
+
+        A trace whose insertion id was never recorded (its call was answered with an error after
+        the provider ran: the store refused it, the client went away) carries the rollout's tag
+        too; returning it would hand a harness a step it was told had failed.
+        """
         target = await self._target(headers, path_project, query)
         expected = await self._expected(target.project_id, query.rollout_id)
         traces = await self._poll_until_complete(target, (ROLLOUT_TAG + query.rollout_id,), expected, query)
-        selected = [trace for trace in traces if _matches(trace, query)]
+        selected = [trace for trace in traces if trace.insertion_ids() & expected and _matches(trace, query)]
         selected.sort(key=lambda trace: trace.timestamp, reverse=True)
         if query.sample_size is not None and query.sample_size < len(selected):
             selected = random.sample(selected, query.sample_size)

@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio
 
 from proxy_core.config_files import ApiKey
+from proxy_core.services.store import rollout_key
 from tests.fakes.langfuse_state import LangfuseState
 from tests.integration.conftest import Gateway, GatewayFactory, rollout_path
 
@@ -77,10 +78,28 @@ async def seed(
 ) -> list[str]:
     """Record ``count`` insertion ids and put their traces straight into the emulator."""
     ids = sorted(str(uuid.uuid4()) for _ in range(count))
-    await redis_client.sadd(f"{prefix}:{project}:rollout:{rollout}", *ids)
+    await redis_client.sadd(rollout_key(prefix, project, rollout), *ids)
     for insertion_id in ids:
         langfuse.insert_trace(project, tags=[f"rollout_id:{rollout}", f"insertion_id:{insertion_id}"])
     return ids
+
+
+async def test_only_the_recorded_ids_traces_are_returned(
+    gateway: Gateway, langfuse: LangfuseState, redis_client: redis.asyncio.Redis, key_prefix: str
+) -> None:
+    """Traces of calls that were traced but never recorded (answered 503, abandoned) are no steps."""
+    rollout = new_rollout()
+    ids = await seed(langfuse, redis_client, key_prefix, "proj-a", rollout, 1)
+    for _ in range(12):
+        langfuse.insert_trace("proj-a", tags=[f"rollout_id:{rollout}", f"insertion_id:{uuid.uuid4()}"])
+    langfuse.insert_trace("proj-a", tags=[f"rollout_id:{rollout}"])
+    response = await get(gateway, "/traces", {"tags": f"rollout_id:{rollout}"})
+    assert response.status_code == 200, response.text
+    traces = response.json()["traces"]
+    assert [t for trace in traces for t in trace["tags"] if t.startswith("insertion_id:")] == [f"insertion_id:{ids[0]}"]
+    assert response.json()["total_traces"] == 1
+    pointwise = await get(gateway, "/traces/pointwise", {"tags": f"rollout_id:{rollout}"})
+    assert [trace["id"] for trace in pointwise.json()["traces"]] == [traces[0]["id"]]
 
 
 async def test_2500_traces_are_read_in_a_few_pages(
