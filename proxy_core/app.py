@@ -154,6 +154,7 @@ def create_app(
             llm_client = owned = LiteLLMClient(
                 build_router(settings.catalog, redis_url(settings), settings.redis_timeout_s),
                 refuses=refuses_addresses,
+                tracing=tracing,
             )
         else:
             llm_client = llm

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 
 import litellm
@@ -16,7 +17,15 @@ import litellm
 from proxy_core.adapters.litellm_deployments import DeploymentClients
 from proxy_core.adapters.litellm_errors import translate_error
 from proxy_core.adapters.litellm_origin import AddressCheck, OriginClients
-from proxy_core.adapters.litellm_stream import ProviderStream, WrappedStream, call_info, provider_stream
+from proxy_core.adapters.litellm_stream import (
+    ProviderStream,
+    StreamLogging,
+    WrappedStream,
+    call_info,
+    provider_stream,
+    schedule,
+)
+from proxy_core.adapters.litellm_tracing import LangfuseTracing
 from proxy_core.errors import UpstreamError
 from proxy_core.services.llm import ChunkStream, Completion, LlmCall
 
@@ -27,6 +36,10 @@ for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "openai",
     logging.getLogger(_name).setLevel(logging.WARNING)
 # LiteLLM prints a "Give Feedback / Get Help" banner to stdout on every provider error.
 litellm.suppress_debug_info = True
+
+ABANDONED_BEFORE_ANSWER = (
+    "cancelled: the call was stopped before the provider answered (the client went away or the gateway stopped it)"
+)
 
 
 def _kwargs(call: LlmCall, *, stream: bool, origins: OriginClients, deployments: DeploymentClients) -> dict[str, Any]:
@@ -73,9 +86,17 @@ def _kwargs(call: LlmCall, *, stream: bool, origins: OriginClients, deployments:
 class LiteLLMClient:
     """Async facade over ``litellm.acompletion`` and, for routed model names, a ``litellm.Router``."""
 
-    def __init__(self, router: litellm.Router | None = None, *, refuses: AddressCheck | None = None) -> None:
-        """``refuses``: the addresses a client-chosen upstream may not be reached at (see ``OriginClients``)."""
+    def __init__(
+        self,
+        router: litellm.Router | None = None,
+        *,
+        refuses: AddressCheck | None = None,
+        tracing: LangfuseTracing | None = None,
+    ) -> None:
+        """``refuses``: the addresses a client-chosen upstream may not be reached at (see ``OriginClients``);
+        ``tracing``: where an abandoned call's span is logged (None: tracing is off)."""
         self._router = router
+        self._tracing = tracing
         self._logging_tasks: set[asyncio.Task[Any]] = set()
         self._origins = OriginClients(refuses)
         self._deployments = DeploymentClients()
@@ -112,11 +133,27 @@ class LiteLLMClient:
     def _call_kwargs(self, call: LlmCall, *, stream: bool) -> dict[str, Any]:
         return _kwargs(call, stream=stream, origins=self._origins, deployments=self._deployments)
 
+    def _tracing_of(self, call: LlmCall) -> LangfuseTracing | None:
+        return self._tracing if call.langfuse is not None else None
+
     async def complete(self, call: LlmCall) -> Completion:
+        kwargs = self._call_kwargs(call, stream=False)
+        tracing = self._tracing_of(call)
+        call_id = kwargs["litellm_call_id"] = str(uuid.uuid4())
+        if tracing is not None:
+            tracing.watch_call(call_id)
         try:
-            response = await self._target(call)(**self._call_kwargs(call, stream=False))
+            response = await self._target(call)(**kwargs)
+        except asyncio.CancelledError:
+            details = tracing.forget_call(call_id) if tracing is not None else None
+            if tracing is not None and details is not None:  # the provider was called: leave a trace
+                schedule(self._logging_tasks, tracing.log_abandoned(details, None, ABANDONED_BEFORE_ANSWER))
+            raise
         except Exception as exc:
             raise translate_error(exc) from exc
+        finally:
+            if tracing is not None:
+                tracing.forget_call(call_id)
         body: dict[str, Any] = response.model_dump()
         return Completion(body, call_info(getattr(response, "_hidden_params", None), body.get("usage")))
 
@@ -125,7 +162,8 @@ class LiteLLMClient:
             wrapper = await self._target(call)(**self._call_kwargs(call, stream=True))
         except Exception as exc:
             raise translate_error(exc) from exc
+        logging = StreamLogging(self._logging_tasks, self._tracing_of(call))
         source = provider_stream(wrapper) if not call.routed and call.replay is None else None
         if source is not None:
-            return ProviderStream(wrapper, source, call.model, self._logging_tasks)
-        return WrappedStream(wrapper, call.model)
+            return ProviderStream(wrapper, source, call.model, logging)
+        return WrappedStream(wrapper, call.model, logging)

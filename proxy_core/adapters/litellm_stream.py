@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import litellm
@@ -22,6 +23,7 @@ import openai
 
 from proxy_core.adapters.chunk_assembly import ChunkAssembler
 from proxy_core.adapters.litellm_errors import translate_error
+from proxy_core.adapters.litellm_tracing import LangfuseTracing
 from proxy_core.errors import GatewayError
 from proxy_core.services.llm import CallInfo
 
@@ -61,32 +63,74 @@ def _stream_info(wrapper: Any, usage: Mapping[str, Any] | None, model: str) -> C
     return info
 
 
-class WrappedStream:
-    """A LiteLLM stream as chunk dicts, remembering usage for the call's ``CallInfo``."""
+def schedule(pending: set[asyncio.Task[Any]], work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` (LiteLLM's logging of a call) off the request's path, keeping the task
+    referenced in ``pending`` until it is done, so shutdown can wait for it (``drain``)."""
+    task = asyncio.ensure_future(work)
+    pending.add(task)
+    task.add_done_callback(pending.discard)
 
-    def __init__(self, wrapper: Any, model: str) -> None:
+
+@dataclass(frozen=True, slots=True)
+class StreamLogging:
+    """Where a stream's logging goes: the tasks shutdown waits for, and the tracing (None: untraced)."""
+
+    pending: set[asyncio.Task[Any]]
+    tracing: LangfuseTracing | None
+
+
+def abandoned_reason(chunks: int) -> str:
+    return (
+        f"cancelled: the stream was closed after {chunks} chunk(s), before the provider ended it "
+        "(the client went away or the gateway stopped the call)"
+    )
+
+
+class _Relayed:
+    """What both stream readers share: the chunks assembled so far, and whether the stream ended.
+
+    A stream closed before it ended (the client went away, the gateway stopped it) gets no
+    LiteLLM callback; ``aclose`` then logs it as abandoned, with what was received as its output.
+    """
+
+    def __init__(self, wrapper: Any, model: str, logging: StreamLogging) -> None:
         self._wrapper = wrapper
         self._model = model
-        self._usage: dict[str, Any] | None = None
-
-    async def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]:
-        try:
-            async for chunk in self._wrapper:
-                data: dict[str, Any] = chunk.model_dump(exclude_none=True)
-                if data.get("usage"):
-                    self._usage = data["usage"]
-                yield data
-        except GatewayError:
-            raise
-        except Exception as exc:
-            raise translate_error(exc) from exc
+        self._logging = logging
+        self._assembler = ChunkAssembler()
+        self._ended = False
 
     async def aclose(self) -> None:
+        if not self._ended and self._logging.tracing is not None:
+            self._ended = True
+            details = self._wrapper.logging_obj.model_call_details
+            partial = self._assembler.completion()
+            reason = abandoned_reason(self._assembler.chunks)
+            schedule(self._logging.pending, self._logging.tracing.log_abandoned(details, partial, reason))
         await self._wrapper.aclose()
 
     @property
     def info(self) -> CallInfo:
-        return _stream_info(self._wrapper, self._usage, self._model)
+        return _stream_info(self._wrapper, self._assembler.usage, self._model)
+
+
+class WrappedStream(_Relayed):
+    """A LiteLLM stream as chunk dicts; LiteLLM's wrapper logs the call's end itself."""
+
+    async def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]:
+        assembler = self._assembler
+        try:
+            async for chunk in self._wrapper:
+                data: dict[str, Any] = chunk.model_dump(exclude_none=True)
+                assembler.add(data)
+                yield data
+        except GatewayError:
+            self._ended = True
+            raise
+        except Exception as exc:
+            self._ended = True  # the wrapper logged the failure
+            raise translate_error(exc) from exc
+        self._ended = True
 
 
 # LiteLLM providers whose streams are the OpenAI SDK's own, chunks already in the OpenAI format.
@@ -103,17 +147,12 @@ def provider_stream(wrapper: Any) -> openai.AsyncStream[Any] | None:
     return None
 
 
-class ProviderStream:
+class ProviderStream(_Relayed):
     """An OpenAI-format provider stream read below LiteLLM's per-chunk wrapper (module docstring)."""
 
-    def __init__(
-        self, wrapper: Any, source: openai.AsyncStream[Any], model: str, pending: set[asyncio.Task[Any]]
-    ) -> None:
-        self._wrapper = wrapper
+    def __init__(self, wrapper: Any, source: openai.AsyncStream[Any], model: str, logging: StreamLogging) -> None:
+        super().__init__(wrapper, model, logging)
         self._source = source
-        self._model = model
-        self._assembler = ChunkAssembler()
-        self._pending = pending
 
     async def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]:
         logging_obj = self._wrapper.logging_obj
@@ -126,26 +165,17 @@ class ProviderStream:
                 assembler.add(data)
                 yield data
         except GatewayError:
+            self._ended = True
             raise
         except Exception as exc:
-            self._log(logging_obj.dispatch_failure_handlers(exc, "", prefer_async_handlers=True))
+            self._ended = True
+            schedule(self._logging.pending, logging_obj.dispatch_failure_handlers(exc, "", prefer_async_handlers=True))
             raise translate_error(exc) from exc
+        self._ended = True
         response = litellm.ModelResponse(**assembler.completion())
-        self._log(
+        schedule(
+            self._logging.pending,
             logging_obj.dispatch_success_handlers(
                 response, cache_hit=False, start_time=None, end_time=None, prefer_async_handlers=True
-            )
+            ),
         )
-
-    def _log(self, handlers: Any) -> None:
-        """Run LiteLLM's logging for this call off the stream's path, keeping the task referenced."""
-        task = asyncio.ensure_future(handlers)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def aclose(self) -> None:
-        await self._wrapper.aclose()
-
-    @property
-    def info(self) -> CallInfo:
-        return _stream_info(self._wrapper, self._assembler.usage, self._model)

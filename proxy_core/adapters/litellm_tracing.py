@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import logging
 import math
 import threading
@@ -39,6 +40,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.trace import Status, StatusCode
 
 from proxy_core.adapters.langfuse_span_attributes import generation_attributes
 from proxy_core.adapters.otlp_json import OtlpJsonExporter
@@ -170,6 +172,9 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
         self._exporters: list[OtlpJsonExporter] = []
         self._exporters_lock = threading.Lock()
         self._tracers: dict[str, tuple[Any, Any]] = {}  # LiteLLM's cache key -> (provider, its tracer)
+        # Calls whose details the gateway may need if they are abandoned: call id -> LiteLLM's
+        # call details once its request is about to be sent (None before that).
+        self._watched: dict[str, dict[str, Any] | None] = {}
         config = OpenTelemetryConfig(
             exporter=_DiscardingExporter(counters), service_name="proxy-core", skip_set_global=True
         )
@@ -214,8 +219,24 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
 
     def set_attributes(self, span: Any, kwargs: dict[str, Any], response_obj: Any) -> None:
         """The gateway's own attribute mapping (``langfuse_span_attributes``) in place of
-        LiteLLM's two, which write the same Langfuse fields at several times the cost."""
-        span.set_attributes(generation_attributes(kwargs, response_obj))
+        LiteLLM's two, which write the same Langfuse fields at several times the cost.
+
+        An abandoned call's span (``log_abandoned``) carries what was received before it ended
+        as its output, level ``ERROR`` and the reason as its status.
+        """
+        reason = kwargs.get(ABANDONED_REASON)
+        attributes = generation_attributes(kwargs, response_obj if response_obj is not None else kwargs.get(PARTIAL))
+        if isinstance(reason, str):
+            attributes["langfuse.observation.level"] = "ERROR"
+            attributes["langfuse.observation.status_message"] = reason
+            span.set_status(Status(StatusCode.ERROR, reason))
+        span.set_attributes(attributes)
+
+    def log_pre_api_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
+        """LiteLLM is about to send a request: keep its call details if the gateway watches the call."""
+        call_id = kwargs.get("litellm_call_id")
+        if call_id in self._watched:
+            self._watched[call_id] = kwargs
 
     def _init_otel_logger_on_litellm_proxy(self) -> None:
         """Nothing to wire: the gateway is not LiteLLM's proxy server, whose absence LiteLLM would
@@ -244,6 +265,15 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
             exporter.end_exports_by(deadline)
 
 
+class CallAbandonedError(Exception):
+    """Recorded on the span of a call that ended before its answer was complete."""
+
+
+# Keys the gateway adds to LiteLLM's call details of an abandoned call (read by ``set_attributes``).
+ABANDONED_REASON = "gateway_abandoned_reason"
+PARTIAL = "gateway_partial_response"
+
+
 class LangfuseTracing:
     """The application's one tracing logger: registered at start-up, flushed at shutdown."""
 
@@ -257,6 +287,33 @@ class LangfuseTracing:
         """Make LiteLLM send every call's callbacks to this logger (once, at start-up)."""
         litellm.logging_callback_manager.add_litellm_callback(self._logger)
         self._registered = True
+
+    def watch_call(self, call_id: str) -> None:
+        """Keep the details of call ``call_id`` when LiteLLM sends it, until ``forget_call``.
+
+        A non-streamed call cancelled while LiteLLM awaits the provider ends with no LiteLLM
+        callback at all, and its logging object is out of reach; these details are what its
+        abandoned-call span is made from.
+        """
+        self._logger._watched[call_id] = None
+
+    def forget_call(self, call_id: str) -> dict[str, Any] | None:
+        """Stop watching ``call_id``; its details if its request was sent."""
+        return self._logger._watched.pop(call_id, None)
+
+    async def log_abandoned(self, details: dict[str, Any], partial: dict[str, Any] | None, reason: str) -> None:
+        """One error span for a call that ended early, with ``partial`` (a completion dict) as output.
+
+        The provider was called and may have charged for it; without this the call would leave
+        no trace at all. ``details`` are LiteLLM's call details (``Logging.model_call_details``).
+        """
+        if details.get("litellm_params") is None:
+            return  # LiteLLM never got far enough to know where the span would go
+        details[ABANDONED_REASON] = reason
+        details[PARTIAL] = partial
+        details["exception"] = CallAbandonedError(reason)
+        start = details.get("start_time") or datetime.datetime.now()
+        await self._logger.async_log_failure_event(details, None, start, datetime.datetime.now())
 
     async def flush(self, timeout_s: float) -> bool:
         """Export every queued span, bounded by ``timeout_s`` overall; True when all were sent.

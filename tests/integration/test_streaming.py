@@ -12,10 +12,13 @@ import orjson
 import pytest
 import redis.asyncio
 
+from proxy_core.config_files import ModelCatalog
+from proxy_core.services.store import rollout_key
 from tests.fakes.langfuse_model import ObservationRecord
 from tests.fakes.langfuse_state import LangfuseState
+from tests.fakes.server import ServerThread
 from tests.fakes.upstream import UpstreamState
-from tests.integration.conftest import Gateway, GatewayFactory, rollout_path
+from tests.integration.conftest import Gateway, GatewayFactory, catalog_for, rollout_path
 
 
 def stream_body(text: str) -> dict[str, object]:
@@ -136,3 +139,76 @@ async def test_a_streamed_completion_is_traced_whole(gateway: Gateway, langfuse:
     assert answer in orjson.dumps(observation.output).decode()
     assert observation.usage_details.get("input", 0) > 0
     assert observation.usage_details.get("output", 0) > 0
+
+
+def _generation_of(langfuse: LangfuseState, insertion_id: str) -> ObservationRecord | None:
+    for trace in langfuse.traces("proj-a"):
+        if f"insertion_id:{insertion_id}" in trace.tags:
+            found = [o for o in langfuse.observations("proj-a", trace.id) if o.type == "GENERATION"]
+            return found[0] if found else None
+    return None
+
+
+@pytest.mark.parametrize("model", ["fake", "routed-fake"])
+async def test_a_stream_the_client_dropped_leaves_an_error_trace_with_its_partial_output(
+    gateway_factory: GatewayFactory,
+    langfuse: LangfuseState,
+    upstream_state: UpstreamState,
+    redis_client: redis.asyncio.Redis,
+    key_prefix: str,
+    upstream: tuple[ServerThread, UpstreamState],
+    model: str,
+) -> None:
+    """The provider's tokens were spent: the call is traced as cancelled, and not recorded as a step.
+
+    ``fake`` is read below LiteLLM's stream wrapper, ``routed-fake`` (a rate-limited deployment,
+    served by LiteLLM's Router) through it.
+    """
+    catalog = catalog_for(upstream[0].url)
+    routed = {"model": "openai/fake-model", "api_base": f"{upstream[0].url}/v1", "rpm": 10_000}
+    catalog = ModelCatalog.model_validate(
+        {"model_list": [*catalog.model_dump()["model_list"], {"model_name": "routed-fake", "litellm_params": routed}]}
+    )
+    gateway = gateway_factory(catalog=catalog)
+    rollout = f"r-{uuid.uuid4().hex[:8]}"
+    body = {**stream_body("[[chunks=20]] [[chunk_delay_ms=100]] alpha beta gamma"), "model": model}
+    received = b""
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=30, headers={"authorization": "Bearer k"}) as http,
+        http.stream("POST", f"/{rollout_path(rollout)}/chat/completions", json=body) as response,
+    ):
+        insertion_id = response.headers["x-insertion-id"]
+        async for chunk in response.aiter_bytes():
+            received += chunk
+            if received.count(b"data: ") >= 3:
+                break
+    observation = langfuse.wait_for(lambda: _generation_of(langfuse, insertion_id), timeout=10)
+    assert observation.level == "ERROR"
+    assert observation.status_message is not None
+    assert observation.status_message.startswith("cancelled:")
+    assert "echo" in orjson.dumps(observation.output).decode(), "the partial output is in the trace"
+    assert await redis_client.smembers(rollout_key(key_prefix, "proj-a", rollout)) == set()
+
+
+async def test_an_abandoned_non_streamed_call_leaves_an_error_trace(
+    gateway: Gateway, langfuse: LangfuseState, upstream_state: UpstreamState, redis_client: redis.asyncio.Redis,
+    key_prefix: str,
+) -> None:  # fmt: skip
+    rollout = f"r-{uuid.uuid4().hex[:8]}"
+    body = {"model": "fake", "messages": [{"role": "user", "content": "[[delay_ms=5000]] slow"}]}
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=1, headers={"authorization": "Bearer k"}) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(f"/{rollout_path(rollout)}/chat/completions", json=body)
+
+    def abandoned() -> ObservationRecord | None:
+        for trace in langfuse.traces("proj-a"):
+            if f"rollout_id:{rollout}" in trace.tags:
+                found = [o for o in langfuse.observations("proj-a", trace.id) if o.type == "GENERATION"]
+                return found[0] if found else None
+        return None
+
+    observation = langfuse.wait_for(abandoned, timeout=10)
+    assert observation.level == "ERROR"
+    assert observation.status_message is not None
+    assert observation.status_message.startswith("cancelled:")
+    assert await redis_client.smembers(rollout_key(key_prefix, "proj-a", rollout)) == set()
