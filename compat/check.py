@@ -1,4 +1,4 @@
-"""Serve the gateway (with the fake provider and the Langfuse emulator) and run the eval-protocol client.
+"""Serve the gateway (with the fake provider, then with Langfuse or the embedded store) and run eval-protocol's client.
 
 Run with ``make compat``: it builds the client's own venv (``.venv-compat``) and calls this with
 the gateway's interpreter. Redis on 127.0.0.1:6379; keys go under a prefix of their own.
@@ -23,25 +23,35 @@ from tests.fakes.server import ServerThread  # noqa: E402
 from tests.fakes.upstream import UpstreamState, create_upstream_app  # noqa: E402
 
 
+def run_driver(client_python: str, settings: Settings, provider_url: str) -> int:
+    with ServerThread(create_app(settings), loop="asyncio") as gateway:
+        # The client only rewrites base URLs that start with http://localhost.
+        gateway_url = gateway.url.replace("127.0.0.1", "localhost")
+        driver = str(Path(__file__).with_name("eval_protocol_driver.py"))
+        return subprocess.run([client_python, driver, gateway_url, f"{provider_url}/v1"], timeout=300).returncode
+
+
 def main(client_python: str) -> int:
+    """The client against a gateway tracing to Langfuse, then against one with the embedded store."""
     state = LangfuseState({"ep": ("pk-lf-ep", "sk-lf-ep")})
     with (
         ServerThread(create_upstream_app(UpstreamState())) as upstream,
         ServerThread(create_langfuse_app(state=state)) as langfuse,
     ):
         project = LangfuseProject(public_key="pk-lf-ep", secret_key="sk-lf-ep", host=langfuse.url)  # type: ignore[arg-type]
-        settings = Settings(
-            secrets=SecretsFile(langfuse_keys={"ep": project}, default_project_id="ep"),
-            allowed_base_urls=(f"{upstream.url}/v1",),
-            tracing_batch_delay_ms=50,
-            redis_url="redis://127.0.0.1:6379/0",
-            redis_key_prefix=f"compat-{uuid.uuid4().hex[:8]}",
-        )
-        with ServerThread(create_app(settings), loop="asyncio") as gateway:
-            # The client only rewrites base URLs that start with http://localhost.
-            gateway_url = gateway.url.replace("127.0.0.1", "localhost")
-            driver = str(Path(__file__).with_name("eval_protocol_driver.py"))
-            return subprocess.run([client_python, driver, gateway_url, f"{upstream.url}/v1"], timeout=300).returncode
+        common = {
+            "allowed_base_urls": (f"{upstream.url}/v1",),
+            "tracing_batch_delay_ms": 50,
+            "redis_url": "redis://127.0.0.1:6379/0",
+            "redis_key_prefix": f"compat-{uuid.uuid4().hex[:8]}",
+        }
+        with_langfuse = Settings(secrets=SecretsFile(langfuse_keys={"ep": project}, default_project_id="ep"), **common)
+        embedded = Settings(secrets=SecretsFile(), **common)
+        for settings in (with_langfuse, embedded):
+            code = run_driver(client_python, settings, upstream.url)
+            if code != 0:
+                return code
+        return 0
 
 
 if __name__ == "__main__":

@@ -16,17 +16,20 @@ from urllib.parse import quote
 import httpx
 from fastapi import FastAPI
 
+from proxy_core.adapters.embedded_export import EmbeddedSink
+from proxy_core.adapters.embedded_traces import EmbeddedTraceStore, MemoryTraceBackend, TraceBackend, embedded_target
 from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
 from proxy_core.adapters.litellm_router import build_router
 from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
 from proxy_core.adapters.memory_store import MemoryRolloutStore
 from proxy_core.adapters.redis_store import RedisRolloutStore
+from proxy_core.adapters.redis_traces import RedisTraceBackend
 from proxy_core.api import dispatch, health
 from proxy_core.api.deps import Services
 from proxy_core.api.errors import register_error_handlers
 from proxy_core.config_files import ConfigError
-from proxy_core.services.auth import AuthProvider, NoAuth, StaticApiKeys
+from proxy_core.services.auth import ALL_PROJECTS, AuthProvider, NoAuth, StaticApiKeys
 from proxy_core.services.base_url import BaseUrlPolicy, refuses_addresses
 from proxy_core.services.budget import ReadBudgets
 from proxy_core.services.completions import CompletionPolicy, CompletionService
@@ -34,7 +37,7 @@ from proxy_core.services.governance import Governance
 from proxy_core.services.llm import LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.preparation import RequestPreparer
-from proxy_core.services.projects import ProjectDirectory
+from proxy_core.services.projects import UNCONFIGURED_PROJECT, ProjectDirectory
 from proxy_core.services.prompts import PromptCache
 from proxy_core.services.response_cache import ResponseCache
 from proxy_core.services.sanitizer import Sanitizer
@@ -50,7 +53,7 @@ logger = logging.getLogger("proxy_core")
 STORE_PROBE_INTERVAL_S = 1.0
 
 StoreFactory = Callable[[Settings], RolloutStore]
-TraceSourceFactory = Callable[[Settings], TraceSource]
+TraceSourceFactory = Callable[[Settings, RolloutStore], TraceSource]
 
 
 def redis_url(settings: Settings) -> str | None:
@@ -78,8 +81,40 @@ def build_store(settings: Settings) -> RolloutStore:
     )
 
 
-def build_trace_source(settings: Settings) -> TraceSource:
-    """One pooled HTTP client for every Langfuse read, with a per-project read budget."""
+def build_projects(settings: Settings) -> ProjectDirectory:
+    """The secrets file's Langfuse projects; without any, projects trace to the embedded store.
+
+    The embedded store accepts the projects the configuration names — the gateway configuration's
+    ``projects:``, the gateway API keys' projects, the default project — and calls that name no
+    project (a namespace of their own). Any other id is a 404, as with Langfuse, so that a key
+    bound to some projects reaches exactly those, and a typo is an error, not a new project.
+    """
+    secrets = settings.secrets
+    if secrets.langfuse_keys:
+        return ProjectDirectory.from_langfuse(secrets.langfuse_keys, secrets.default_project_id, settings.langfuse_host)
+    named = {*settings.catalog.projects, *(p for key in secrets.api_keys for p in key.projects if p != ALL_PROJECTS)}
+    if secrets.default_project_id is not None:
+        named.add(secrets.default_project_id)
+    targets = {project_id: embedded_target(project_id) for project_id in sorted(named)}
+    return ProjectDirectory(targets, secrets.default_project_id, unnamed=embedded_target(UNCONFIGURED_PROJECT))
+
+
+def build_trace_source(settings: Settings, store: RolloutStore) -> TraceSource:
+    """Langfuse's read API when projects are configured; otherwise the embedded store."""
+    if not settings.secrets.langfuse_keys:
+        backend: TraceBackend
+        if isinstance(store, RedisRolloutStore):
+            backend = RedisTraceBackend(
+                store.client,
+                prefix=settings.redis_key_prefix,
+                ttl_s=settings.redis_key_ttl_s,
+                timeout_s=settings.redis_timeout_s,
+            )
+        else:
+            max_bytes = settings.embedded_traces_max_mb << 20
+            backend = MemoryTraceBackend(ttl_s=settings.redis_key_ttl_s, max_bytes=max_bytes)
+        return EmbeddedTraceStore(backend)
+    # One pooled HTTP client for every Langfuse read, with a per-project read budget.
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(30.0, connect=5.0),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
@@ -114,13 +149,11 @@ def create_app(
     auth: AuthProvider | None = None,
 ) -> FastAPI:
     """Build the gateway. ``llm``/``store_factory``/``auth`` are seams for tests and embedders."""
-    projects = ProjectDirectory(settings.secrets.langfuse_keys, settings.default_project_id, settings.langfuse_host)
+    projects = build_projects(settings)
     models = ModelResolver(settings.catalog)
     base_urls = _base_url_policy(settings)
     auth_provider = auth or build_auth(settings)
-    sanitizer = Sanitizer(
-        settings.catalog, {project.public_key: pid for pid, project in settings.secrets.langfuse_keys.items()}
-    )
+    sanitizer = Sanitizer(settings.catalog, projects.public_keys())
     sanitizer.warm_up([*settings.secrets.langfuse_keys, *settings.catalog.projects])
     catalog_settings = settings.catalog.litellm_settings
     policy = CompletionPolicy(
@@ -132,21 +165,23 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tracing: LangfuseTracing | None = None
-        if projects.tracing_enabled:
-            tracing = LangfuseTracing(
-                ExportTuning(
-                    queue_size=settings.tracing_queue_size,
-                    batch_delay_ms=settings.tracing_batch_delay_ms,
-                    export_timeout_ms=settings.tracing_export_timeout_ms,
-                ),
-                redaction=sanitizer.span_redaction,
-            )
-            tracing.register()
-        else:
-            logger.warning("no Langfuse projects configured (%s): tracing is off", settings.secrets_path)
-        store = GuardedStore(store_factory(settings))
-        trace_source = trace_source_factory(settings)
+        inner_store = store_factory(settings)
+        store = GuardedStore(inner_store)
+        trace_source = trace_source_factory(settings, inner_store)
+        embedded: EmbeddedSink | None = None
+        if isinstance(trace_source, EmbeddedTraceStore):
+            embedded = EmbeddedSink(trace_source.ingest, asyncio.get_running_loop())
+            logger.warning("no Langfuse projects in %s: traces go to the embedded store", settings.secrets_path)
+        tracing = LangfuseTracing(
+            ExportTuning(
+                queue_size=settings.tracing_queue_size,
+                batch_delay_ms=settings.tracing_batch_delay_ms,
+                export_timeout_ms=settings.tracing_export_timeout_ms,
+            ),
+            redaction=sanitizer.span_redaction,
+            embedded=embedded,
+        )
+        tracing.register()
         governance = Governance(settings.catalog, settings.environment)
         owned: LiteLLMClient | None = None
         llm_client: LlmClient
@@ -186,7 +221,7 @@ def create_app(
             store,
             settings.catalog.public_model_names,
             scores,
-            span_counts=tracing.counters.snapshot if tracing is not None else None,
+            span_counts=tracing.counters.snapshot,
         )
         app.state.services = services
         app.state.tracing = tracing
@@ -198,8 +233,7 @@ def create_app(
             store_watch.cancel()
             if owned is not None:
                 await owned.drain(settings.shutdown_flush_timeout_s)
-            if tracing is not None:
-                await tracing.aclose(settings.shutdown_flush_timeout_s)
+            await tracing.aclose(settings.shutdown_flush_timeout_s)
             await trace_source.aclose()
             await store.aclose()
             sanitizer.close()

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     tracing_batch_delay_ms: int = Field(default=1000, ge=10)
     tracing_export_timeout_ms: int = Field(default=10_000, ge=100)
     shutdown_flush_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # Without Langfuse projects, traces go to the embedded store: in Redis when it is configured,
+    # else in process, where this bounds what it holds (the oldest traces go first).
+    embedded_traces_max_mb: int = Field(default=100, ge=1, le=65_536)
 
     # Reading traces back (/traces)
     traces_timeout_s: float = Field(default=60.0, gt=0, le=900)

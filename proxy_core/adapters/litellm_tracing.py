@@ -11,6 +11,8 @@ subclasses its logger to control those spans and exporters:
   protobuf encoder's CPU, the project's export-stage redaction applied while encoding), with an
   explicit queue size and batch delay, wrapped so the gateway counts what it handed to the
   exporter, what Langfuse accepted and what failed — trace loss becomes a number, not a silence;
+* trace targets in the embedded trace store get ``embedded_export``'s exporter in place of the
+  HTTP one (same encoding, redaction, queue and counts);
 * shutdown force-flushes every project's queue within a bounded time, because uvicorn re-raises
   SIGTERM after a graceful stop and anything still queued would otherwise be lost.
 """
@@ -26,7 +28,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import litellm
@@ -42,8 +44,9 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace import Status, StatusCode
 
+from proxy_core.adapters.embedded_export import EmbeddedSink
 from proxy_core.adapters.langfuse_span_attributes import generation_attributes
-from proxy_core.adapters.otlp_json import OtlpJsonExporter
+from proxy_core.adapters.otlp_json import OtlpJsonExporter, RedactorFactory
 from proxy_core.adapters.span_redaction import SpanRedactor
 from proxy_core.services.sanitizer import SpanRedaction
 
@@ -51,6 +54,8 @@ logger = logging.getLogger("proxy_core.tracing")
 T = TypeVar("T")
 # How long shutdown waits for the exporters to stop once their flush is over.
 PROVIDER_SHUTDOWN_S = 1.0
+# The longest a span waits for its batch when it goes to the embedded trace store.
+EMBEDDED_BATCH_DELAY_MS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +170,11 @@ class _DiscardingExporter(SpanExporter):
 class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
     """LiteLLM's Langfuse logger with the exporters built by the gateway."""
 
-    def __init__(self, tuning: ExportTuning, counters: SpanCounters, redaction: RedactionLookup) -> None:
+    def __init__(
+        self, tuning: ExportTuning, counters: SpanCounters, redaction: RedactionLookup, embedded: EmbeddedSink | None
+    ) -> None:
         self._tuning = tuning
+        self._embedded = embedded
         self._counters = counters
         self._redaction = redaction
         self._exporters: list[OtlpJsonExporter] = []
@@ -187,16 +195,21 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
             return SimpleSpanProcessor(_DiscardingExporter(self._counters))
         headers = self._get_headers_dictionary(headers=dynamic_headers or config_override.headers)
         endpoint = self._normalize_otel_endpoint(config_override.endpoint, "traces")
-        redaction = self._redaction(_public_key(headers))
-        exporter = OtlpJsonExporter(
-            endpoint,
-            headers,
-            self._tuning.export_timeout_ms / 1000,
-            (lambda: SpanRedactor(redaction)) if redaction is not None else (lambda: None),
-        )
-        with self._exporters_lock:
-            self._exporters.append(exporter)
-        return _CountingBatchProcessor(_CountingExporter(exporter, self._counters), self._counters, self._tuning)
+        public_key = _public_key(headers)
+        redaction = self._redaction(public_key)
+        new_redactor: RedactorFactory = (lambda: SpanRedactor(redaction)) if redaction is not None else (lambda: None)
+        timeout_s = self._tuning.export_timeout_ms / 1000
+        exporter: SpanExporter
+        tuning = self._tuning
+        if self._embedded is not None and self._embedded.serves(endpoint):
+            exporter = self._embedded.exporter(public_key, timeout_s, new_redactor)
+            # No network round trip to amortise: a short delay makes traces readable sooner.
+            tuning = replace(tuning, batch_delay_ms=min(tuning.batch_delay_ms, EMBEDDED_BATCH_DELAY_MS))
+        else:
+            exporter = http_exporter = OtlpJsonExporter(endpoint, headers, timeout_s, new_redactor)
+            with self._exporters_lock:
+                self._exporters.append(http_exporter)
+        return _CountingBatchProcessor(_CountingExporter(exporter, self._counters), self._counters, tuning)
 
     def _cached_dynamic_tracer(self, cache_key: str, build: Callable[[], Any], owns_exporter: bool) -> Any:
         """LiteLLM's cached provider for ``cache_key``, with its tracer made once.
@@ -277,10 +290,18 @@ PARTIAL = "gateway_partial_response"
 class LangfuseTracing:
     """The application's one tracing logger: registered at start-up, flushed at shutdown."""
 
-    def __init__(self, tuning: ExportTuning | None = None, redaction: RedactionLookup | None = None) -> None:
-        """``redaction`` maps a project's Langfuse public key to its export-stage redactors."""
+    def __init__(
+        self,
+        tuning: ExportTuning | None = None,
+        redaction: RedactionLookup | None = None,
+        embedded: EmbeddedSink | None = None,
+    ) -> None:
+        """``redaction`` maps a project's public key to its export-stage redactors; ``embedded``
+        takes the spans of trace targets in the embedded store instead of an HTTP exporter."""
         self.counters = SpanCounters()
-        self._logger = _GatewayLangfuseLogger(tuning or ExportTuning(), self.counters, redaction or (lambda _key: None))
+        self._logger = _GatewayLangfuseLogger(
+            tuning or ExportTuning(), self.counters, redaction or (lambda _key: None), embedded
+        )
         self._registered = False
 
     def register(self) -> None:

@@ -1,4 +1,4 @@
-"""Which Langfuse project a request belongs to, and where its traces go."""
+"""Which project a request belongs to, and where its traces go (Langfuse or the embedded store)."""
 
 from __future__ import annotations
 
@@ -25,12 +25,30 @@ class ResolvedProject:
 
 
 class ProjectDirectory:
-    """Looks projects up by id; an unknown id is a 404 that does not reveal the configured ones."""
+    """Looks projects up by id; an unknown id is a 404 that does not reveal the configured ones.
+
+    ``targets`` are the projects a path may name, each with where its traces go; ``unnamed`` is
+    where the traces of calls that name no project go when there is no default project (None:
+    nowhere). Langfuse projects come from the secrets file (``from_langfuse``); without them the
+    composition root gives every accepted project a target in the embedded trace store.
+    """
 
     def __init__(
-        self, projects: Mapping[str, LangfuseProject], default_project_id: str | None, langfuse_host: str
+        self,
+        targets: Mapping[str, LangfuseTarget],
+        default_project_id: str | None,
+        unnamed: LangfuseTarget | None = None,
     ) -> None:
-        self._targets = {
+        self._targets = dict(targets)
+        self._default = default_project_id
+        self._unnamed = unnamed
+
+    @classmethod
+    def from_langfuse(
+        cls, projects: Mapping[str, LangfuseProject], default_project_id: str | None, langfuse_host: str
+    ) -> ProjectDirectory:
+        """The secrets file's Langfuse projects; calls naming no project, with no default, go untraced."""
+        targets = {
             project_id: LangfuseTarget(
                 project_id=project_id,
                 public_key=project.public_key,
@@ -39,11 +57,15 @@ class ProjectDirectory:
             )
             for project_id, project in projects.items()
         }
-        self._default = default_project_id
+        return cls(targets, default_project_id)
 
     @property
     def tracing_enabled(self) -> bool:
-        return bool(self._targets)
+        return bool(self._targets) or self._unnamed is not None
+
+    def public_keys(self) -> dict[str, str]:
+        """Each project's trace public key → its id (the export stage finds a span's project by it)."""
+        return {target.public_key: project_id for project_id, target in self._targets.items()}
 
     def effective_id(self, project_id: str | None) -> str | None:
         return project_id if project_id is not None else self._default
@@ -52,7 +74,7 @@ class ProjectDirectory:
         """The project named in the path, else the default; 404 for a name that is not configured."""
         if project_id is None:
             if self._default is None:
-                return ResolvedProject(UNCONFIGURED_PROJECT, None)
+                return ResolvedProject(UNCONFIGURED_PROJECT, self._unnamed)
             project_id = self._default
         target = self._targets.get(project_id)
         if target is None:

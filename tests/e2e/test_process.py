@@ -143,10 +143,15 @@ def test_runs_with_no_configuration_at_all(tmp_path: Path) -> None:
         )
         assert reply.status_code == 200
         assert reply.json()["choices"][0]["message"]["content"] == "Hello from the gateway's demo model."
-        assert "x-insertion-id" in reply.headers
+        insertion_id = reply.headers["x-insertion-id"]
+        read = httpx.get(f"{gateway.url}/v1/traces/pointwise", params={"tags": "rollout_id:r"}, timeout=30)
+        assert read.status_code == 200, read.text
+        (trace,) = read.json()["traces"]
+        assert f"insertion_id:{insertion_id}" in trace["tags"]
+        assert trace["output"] == {"role": "assistant", "content": "Hello from the gateway's demo model."}
         log = gateway.log.read_text()
         assert "in-process rollout store" in log
-        assert "tracing is off" in log
+        assert "traces go to the embedded store" in log
     finally:
         gateway.terminate()
         gateway.kill()
