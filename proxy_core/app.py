@@ -25,7 +25,7 @@ from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
 from proxy_core.adapters.memory_store import MemoryRolloutStore
 from proxy_core.adapters.redis_store import RedisRolloutStore
 from proxy_core.adapters.redis_traces import RedisTraceBackend
-from proxy_core.api import dispatch, health
+from proxy_core.api import dispatch, health, openapi
 from proxy_core.api.deps import Services
 from proxy_core.api.errors import register_error_handlers
 from proxy_core.config_files import ConfigError
@@ -244,9 +244,10 @@ def create_app(
         title="proxy-core",
         summary="Evaluation-aware OpenAI-compatible LLM gateway",
         lifespan=lifespan,
-        docs_url=None,
+        docs_url="/docs",
         redoc_url=None,
     )
+    openapi.install(app)
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(dispatch.router)
