@@ -17,18 +17,26 @@ sys.path.insert(0, str(ROOT))
 from proxy_core.app import create_app  # noqa: E402
 from proxy_core.config_files import LangfuseProject, SecretsFile  # noqa: E402
 from proxy_core.settings import Settings  # noqa: E402
+from tests.doc_examples import PAGES, Block, runnable  # noqa: E402
 from tests.fakes.langfuse import create_langfuse_app  # noqa: E402
 from tests.fakes.langfuse_state import LangfuseState  # noqa: E402
 from tests.fakes.server import ServerThread  # noqa: E402
 from tests.fakes.upstream import UpstreamState, create_upstream_app  # noqa: E402
 
 
-def run_driver(client_python: str, settings: Settings, provider_url: str) -> int:
+def run_client(client_python: str, settings: Settings, provider_url: str, examples: list[Block]) -> int:
+    """The driver, then the docs' eval-protocol examples, against one gateway."""
     with ServerThread(create_app(settings), loop="asyncio") as gateway:
         # The client only rewrites base URLs that start with http://localhost.
         gateway_url = gateway.url.replace("127.0.0.1", "localhost")
         driver = str(Path(__file__).with_name("eval_protocol_driver.py"))
-        return subprocess.run([client_python, driver, gateway_url, f"{provider_url}/v1"], timeout=300).returncode
+        code = subprocess.run([client_python, driver, gateway_url, f"{provider_url}/v1"], timeout=300).returncode
+        for example in examples:
+            if code != 0:
+                break
+            print(f"{example.where()}:", flush=True)
+            code = subprocess.run([client_python, "-c", example.for_gateway(gateway_url)], timeout=300).returncode
+        return code
 
 
 def main(client_python: str) -> int:
@@ -47,8 +55,9 @@ def main(client_python: str) -> int:
         }
         with_langfuse = Settings(secrets=SecretsFile(langfuse_keys={"ep": project}, default_project_id="ep"), **common)
         embedded = Settings(secrets=SecretsFile(), **common)
-        for settings in (with_langfuse, embedded):
-            code = run_driver(client_python, settings, upstream.url)
+        examples = [block for page in PAGES for block in runnable(page, "compat")]
+        for settings, shown in ((with_langfuse, []), (embedded, examples)):
+            code = run_client(client_python, settings, upstream.url, shown)
             if code != 0:
                 return code
         return 0
