@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from proxy_core.adapters.langfuse_api import maybe_json
 from proxy_core.adapters.otlp_spans import Span
 from proxy_core.services.trace_source import TraceRecord
 
@@ -113,16 +114,6 @@ def _first(attributes: dict[str, Any], keys: tuple[str, ...]) -> str | None:
     return None
 
 
-def _maybe_json(value: Any) -> Any:
-    """A JSON document in a string, parsed (as the read path parses Langfuse's raw strings)."""
-    if isinstance(value, str) and value[:1] in ("{", "[", '"'):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
-    return value
-
-
 def iso(nanos: int) -> str | None:
     """Langfuse's timestamp format: ISO 8601 in UTC with milliseconds and ``Z``."""
     if not nanos:
@@ -137,7 +128,7 @@ def _tags(attributes: dict[str, Any]) -> list[str]:
         if value in (None, ""):
             continue
         if isinstance(value, str):
-            parsed = _maybe_json(value) if value.lstrip().startswith("[") else value
+            parsed = maybe_json(value) if value.lstrip().startswith("[") else value
             value = parsed if isinstance(parsed, list) else [tag.strip() for tag in value.split(",")]
         if not isinstance(value, list):
             value = [value]
@@ -182,7 +173,7 @@ def _metadata(span: Span) -> dict[str, Any]:
     attributes = span.attributes
     domain: dict[str, Any] = {}
     top = attributes.get("langfuse.observation.metadata") or attributes.get("langfuse.metadata")
-    parsed = _maybe_json(top) if isinstance(top, str) else top
+    parsed = maybe_json(top) if isinstance(top, str) else top
     if isinstance(parsed, dict):
         domain.update(parsed)
     for key, value in attributes.items():
@@ -262,8 +253,8 @@ def trace_record(trace_id: str, entries: list[dict[str, Any]]) -> TraceRecord | 
         session_id=root["session_id"] or fields.get("session_id"),
         tags=sorted(tags),
         timestamp=str(iso(root["start"] or root["received"])),
-        input=_maybe_json(root["input"]),
-        output=_maybe_json(root["output"]),
+        input=maybe_json(root["input"]),
+        output=maybe_json(root["output"]),
         metadata=root["metadata"] or {},
         environment=root["environment"],
         version=root["version"],
@@ -275,8 +266,8 @@ def trace_record(trace_id: str, entries: list[dict[str, Any]]) -> TraceRecord | 
                 "name": entry["name"],
                 "start_time": iso(entry["start"]),
                 "end_time": iso(entry["end"]),
-                "input": _maybe_json(entry["input"]),
-                "output": _maybe_json(entry["output"]),
+                "input": maybe_json(entry["input"]),
+                "output": maybe_json(entry["output"]),
                 "parent_observation_id": entry["parent"],
             }
             for entry in observations
