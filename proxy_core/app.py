@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import quote
@@ -20,7 +21,11 @@ from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
 from proxy_core.adapters.litellm_router import build_router
 from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
+from proxy_core.adapters.memory_spool import MemorySpanSpool
 from proxy_core.adapters.memory_store import MemoryRolloutStore
+from proxy_core.adapters.otlp_intake import LangfuseOtlpIntake
+from proxy_core.adapters.otlp_json import OtlpJsonCodec
+from proxy_core.adapters.redis_spool import RedisSpanSpool
 from proxy_core.adapters.redis_store import RedisRolloutStore
 from proxy_core.api import dispatch, health
 from proxy_core.api.deps import Services
@@ -40,6 +45,8 @@ from proxy_core.services.response_cache import ResponseCache
 from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.scores import ScoresService
 from proxy_core.services.store import GuardedStore, RolloutStore
+from proxy_core.services.trace_delivery import DeliveryTuning, TraceDelivery
+from proxy_core.services.trace_ports import SpanSpool
 from proxy_core.services.trace_source import TraceSource
 from proxy_core.services.traces import TracesService
 from proxy_core.settings import Settings
@@ -105,6 +112,59 @@ def _base_url_policy(settings: Settings) -> BaseUrlPolicy:
         raise ConfigError(f"ALLOWED_BASE_URLS: {exc}") from exc
 
 
+def build_spool(settings: Settings, store: RolloutStore) -> SpanSpool:
+    """The trace spool beside the rollout store: in Redis (shared, durable) or in memory."""
+    if isinstance(store, RedisRolloutStore):
+        return RedisSpanSpool(
+            store.client,
+            prefix=settings.redis_key_prefix,
+            max_bytes=settings.trace_spool_max_bytes,
+            ttl_s=settings.redis_key_ttl_s,
+            timeout_s=settings.redis_timeout_s * 2,
+        )
+    return MemorySpanSpool(max_bytes=settings.trace_spool_max_bytes)
+
+
+def start_tracing(
+    settings: Settings, projects: ProjectDirectory, sanitizer: Sanitizer, store: RolloutStore
+) -> LangfuseTracing | None:
+    """The tracing logger and the delivery behind it, registered and running; None without projects."""
+    if not projects.tracing_enabled:
+        logger.warning("no Langfuse projects configured (%s): tracing is off", settings.secrets_path)
+        return None
+    delivery = TraceDelivery(
+        targets=projects.targets,
+        intake=LangfuseOtlpIntake(),
+        spool=build_spool(settings, store),
+        codec=OtlpJsonCodec(),
+        tuning=DeliveryTuning(
+            max_batch_bytes=settings.trace_export_max_batch_bytes,
+            live_timeout_s=settings.tracing_export_timeout_ms / 1000,
+        ),
+    )
+    delivery.start()
+    tracing = LangfuseTracing(
+        delivery,
+        destination=projects.project_at,
+        redaction=sanitizer.span_redaction,
+        tuning=ExportTuning(queue_size=settings.tracing_queue_size, batch_delay_ms=settings.tracing_batch_delay_ms),
+    )
+    tracing.register()
+    return tracing
+
+
+def _refuse_shared_destinations_with_other_pii_rules(projects: ProjectDirectory, settings: Settings) -> None:
+    """Spans are redacted at export by their destination's project: projects that share one
+    Langfuse project (host and public key) must share their PII rules too, or one project's
+    spans would be exported under another's (an SSN in the clear)."""
+    for group in projects.shared_destinations():
+        if len({settings.catalog.pii_for(project_id) for project_id in group}) > 1:
+            raise ConfigError(
+                f"projects {', '.join(sorted(group))} send traces to the same Langfuse project "
+                "but have different PII rules; give them the same rules or their own keys"
+            )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -118,9 +178,8 @@ def create_app(
     models = ModelResolver(settings.catalog)
     base_urls = _base_url_policy(settings)
     auth_provider = auth or build_auth(settings)
-    sanitizer = Sanitizer(
-        settings.catalog, {project.public_key: pid for pid, project in settings.secrets.langfuse_keys.items()}
-    )
+    _refuse_shared_destinations_with_other_pii_rules(projects, settings)
+    sanitizer = Sanitizer(settings.catalog)
     sanitizer.warm_up([*settings.secrets.langfuse_keys, *settings.catalog.projects])
     catalog_settings = settings.catalog.litellm_settings
     policy = CompletionPolicy(
@@ -132,20 +191,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tracing: LangfuseTracing | None = None
-        if projects.tracing_enabled:
-            tracing = LangfuseTracing(
-                ExportTuning(
-                    queue_size=settings.tracing_queue_size,
-                    batch_delay_ms=settings.tracing_batch_delay_ms,
-                    export_timeout_ms=settings.tracing_export_timeout_ms,
-                ),
-                redaction=sanitizer.span_redaction,
-            )
-            tracing.register()
-        else:
-            logger.warning("no Langfuse projects configured (%s): tracing is off", settings.secrets_path)
-        store = GuardedStore(store_factory(settings))
+        store_backend = store_factory(settings)
+        store = GuardedStore(store_backend)
+        tracing = start_tracing(settings, projects, sanitizer, store_backend)
         trace_source = trace_source_factory(settings)
         governance = Governance(settings.catalog, settings.environment)
         owned: LiteLLMClient | None = None
@@ -170,6 +218,7 @@ def create_app(
             sanitizer=sanitizer,
             preparer=RequestPreparer(governance, PromptCache(trace_source, settings.prompt_cache_ttl_s)),
             cache=ResponseCache(store, settings.catalog.response_cache),
+            backlog=tracing.delivery if tracing is not None else None,
         )
         traces = TracesService(
             store=store,
@@ -186,7 +235,8 @@ def create_app(
             store,
             settings.catalog.public_model_names,
             scores,
-            span_counts=tracing.counters.snapshot if tracing is not None else None,
+            span_counts=tracing.span_counts if tracing is not None else None,
+            delivery_report=tracing.delivery.report if tracing is not None else None,
         )
         app.state.services = services
         app.state.tracing = tracing
@@ -196,10 +246,13 @@ def create_app(
         finally:
             services.shutting_down = True
             store_watch.cancel()
+            # One budget for everything tracing still holds: LiteLLM's logging, the processors,
+            # the delivery (what it cannot deliver in time is spooled).
+            deadline = time.monotonic() + settings.shutdown_flush_timeout_s
             if owned is not None:
-                await owned.drain(settings.shutdown_flush_timeout_s)
+                await owned.drain(max(0.0, deadline - time.monotonic()))
             if tracing is not None:
-                await tracing.aclose(settings.shutdown_flush_timeout_s)
+                await tracing.aclose(deadline)
             await trace_source.aclose()
             await store.aclose()
             sanitizer.close()

@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     port: int = Field(default=4000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    graceful_shutdown_timeout_s: float = Field(default=30.0, gt=0)
+    # With SHUTDOWN_FLUSH_TIMEOUT_S, the whole stop fits in Kubernetes' default 30 s grace period.
+    graceful_shutdown_timeout_s: float = Field(default=15.0, gt=0)
     # Idle client connections stay open this long: longer than clients keep theirs (httpx and the
     # openai SDK: 5 s; load balancers: 60 s), so a client never sends on one the gateway closed.
     keep_alive_s: int = Field(default=75, ge=1, le=3600)
@@ -89,7 +90,10 @@ class Settings(BaseSettings):
     trace_name: str = Field(default="chat-completion", min_length=1, max_length=200)
     tracing_queue_size: int = Field(default=8192, ge=64)
     tracing_batch_delay_ms: int = Field(default=1000, ge=10)
-    tracing_export_timeout_ms: int = Field(default=10_000, ge=100)
+    # A live post to Langfuse that takes longer is given up and its spans spooled (then replayed).
+    tracing_export_timeout_ms: int = Field(default=2000, ge=100, le=60_000)
+    trace_export_max_batch_bytes: int = Field(default=3 * 1024 * 1024, ge=64 * 1024)
+    trace_spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     shutdown_flush_timeout_s: float = Field(default=5.0, gt=0, le=120)
 
     # Reading traces back (/traces)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -26,6 +26,7 @@ class Services:
     model_names: tuple[str, ...]
     scores: ScoresService
     span_counts: Callable[[], dict[str, int]] | None = None
+    delivery_report: Callable[[], dict[str, Any]] | None = None
     shutting_down: bool = False
 
 

@@ -45,6 +45,25 @@ class ProjectDirectory:
     def tracing_enabled(self) -> bool:
         return bool(self._targets)
 
+    def targets(self) -> Mapping[str, LangfuseTarget]:
+        """Every traced project's destination, by project id."""
+        return self._targets
+
+    def project_at(self, host: str, public_key: str) -> str | None:
+        """The project whose traces go to ``host`` with ``public_key`` (the first, if several share it)."""
+        host = host.rstrip("/")
+        for project_id, target in self._targets.items():
+            if target.public_key == public_key and target.host.rstrip("/") == host:
+                return project_id
+        return None
+
+    def shared_destinations(self) -> list[list[str]]:
+        """Groups of projects whose traces go to one Langfuse project (same host and public key)."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for project_id, target in self._targets.items():
+            groups.setdefault((target.host.rstrip("/"), target.public_key), []).append(project_id)
+        return [projects for projects in groups.values() if len(projects) > 1]
+
     def effective_id(self, project_id: str | None) -> str | None:
         return project_id if project_id is not None else self._default
 

@@ -16,7 +16,7 @@ and a span whose redaction fails is dropped rather than exported.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, overload
@@ -100,10 +100,8 @@ def _refused() -> SanitizerError:
 
 
 class Sanitizer:
-    def __init__(self, config: GovernanceConfig, public_keys: Mapping[str, str]) -> None:
-        """``public_keys`` maps each traced project's Langfuse public key to its project id."""
+    def __init__(self, config: GovernanceConfig) -> None:
         self._config = config
-        self._public_keys = dict(public_keys)
         self._redactors: dict[tuple[str, ...], PiiRedactor] = {}
         self._large_bodies: ThreadPoolExecutor | None = None
 
@@ -139,10 +137,9 @@ class Sanitizer:
             return RequestRedaction(None)
         return RequestRedaction(self._redactor(policy), self._large_body_executor())
 
-    def span_redaction(self, public_key: str) -> SpanRedaction | None:
-        """Export-stage redaction for spans sent with ``public_key`` (None when PII is off)."""
-        project_id = self._public_keys.get(public_key)
-        policy = self._config.pii_for(project_id) if project_id is not None else self._config.pii_defaults
+    def span_redaction(self, project_id: str) -> SpanRedaction | None:
+        """Export-stage redaction for the spans of ``project_id`` (None when PII is off for it)."""
+        policy = self._config.pii_for(project_id)
         if policy.mode == "off":
             return None
         redactor = self._redactor(policy)

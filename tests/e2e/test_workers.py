@@ -73,7 +73,7 @@ def test_two_workers_share_connections_and_deliver_every_trace_on_sigterm(
         code = gateway.terminate(timeout=60)
         assert code in (0, -signal.SIGTERM), gateway.log.read_text()
         assert insertion_ids_received(langfuse_state) == acknowledged
-        assert gateway.log.read_text().count("tracing stopped: queued=") == 2
+        assert gateway.log.read_text().count("tracing stopped: ended=") == 2
     finally:
         for client in clients:
             client.close()
