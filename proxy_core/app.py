@@ -20,7 +20,9 @@ from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
 from proxy_core.adapters.litellm_router import build_router
 from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
+from proxy_core.adapters.memory_rollout_logs import MemoryRolloutLogs
 from proxy_core.adapters.memory_store import MemoryRolloutStore
+from proxy_core.adapters.redis_rollout_logs import RedisRolloutLogs
 from proxy_core.adapters.redis_store import RedisRolloutStore
 from proxy_core.api import dispatch, health
 from proxy_core.api.deps import Services
@@ -37,6 +39,7 @@ from proxy_core.services.preparation import RequestPreparer
 from proxy_core.services.projects import ProjectDirectory
 from proxy_core.services.prompts import PromptCache
 from proxy_core.services.response_cache import ResponseCache
+from proxy_core.services.rollout_logs import RolloutLogsService, RolloutLogStore
 from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.scores import ScoresService
 from proxy_core.services.store import GuardedStore, RolloutStore
@@ -50,6 +53,7 @@ logger = logging.getLogger("proxy_core")
 STORE_PROBE_INTERVAL_S = 1.0
 
 StoreFactory = Callable[[Settings], RolloutStore]
+LogStoreFactory = Callable[[Settings, RolloutStore], RolloutLogStore]
 TraceSourceFactory = Callable[[Settings], TraceSource]
 
 
@@ -76,6 +80,19 @@ def build_store(settings: Settings) -> RolloutStore:
         ttl_s=settings.redis_key_ttl_s,
         timeout_s=settings.redis_timeout_s,
     )
+
+
+def build_log_store(settings: Settings, store: RolloutStore) -> RolloutLogStore:
+    """Remote rollouts' logs go where the rollouts are: on the Redis store's client, or in process."""
+    if isinstance(store, RedisRolloutStore):
+        return RedisRolloutLogs(
+            store.client,
+            prefix=settings.redis_key_prefix,
+            ttl_s=settings.redis_key_ttl_s,
+            timeout_s=settings.redis_timeout_s,
+            max_entries=settings.rollout_log_max_entries,
+        )
+    return MemoryRolloutLogs(ttl_s=settings.redis_key_ttl_s, max_entries=settings.rollout_log_max_entries)
 
 
 def build_trace_source(settings: Settings) -> TraceSource:
@@ -110,6 +127,7 @@ def create_app(
     *,
     llm: LlmClient | None = None,
     store_factory: StoreFactory = build_store,
+    log_store_factory: LogStoreFactory = build_log_store,
     trace_source_factory: TraceSourceFactory = build_trace_source,
     auth: AuthProvider | None = None,
 ) -> FastAPI:
@@ -145,7 +163,8 @@ def create_app(
             tracing.register()
         else:
             logger.warning("no Langfuse projects configured (%s): tracing is off", settings.secrets_path)
-        store = GuardedStore(store_factory(settings))
+        inner_store = store_factory(settings)
+        store = GuardedStore(inner_store)
         trace_source = trace_source_factory(settings)
         governance = Governance(settings.catalog, settings.environment)
         owned: LiteLLMClient | None = None
@@ -179,6 +198,13 @@ def create_app(
             max_poll_interval_s=settings.traces_poll_max_interval_s,
         )
         scores = ScoresService(source=trace_source, auth=auth_provider, projects=projects)
+        logs = RolloutLogsService(
+            store=log_store_factory(settings, inner_store),
+            auth=auth_provider,
+            projects=projects,
+            sanitizer=sanitizer,
+            max_entry_bytes=settings.rollout_log_max_entry_bytes,
+        )
         services = Services(
             settings,
             completions,
@@ -186,6 +212,7 @@ def create_app(
             store,
             settings.catalog.public_model_names,
             scores,
+            logs,
             span_counts=tracing.counters.snapshot if tracing is not None else None,
         )
         app.state.services = services

@@ -65,6 +65,11 @@ class RedisRolloutStore:
         self._client: Redis = Redis(connection_pool=pool)
         self._record_script = self._client.register_script(RECORD_SCRIPT)
 
+    @property
+    def client(self) -> Redis:
+        """The store's client, for what else a rollout keeps (its log): one pool, closed here."""
+        return self._client
+
     def _key(self, project_id: str, rollout_id: str) -> str:
         return rollout_key(self._prefix, project_id, rollout_id)
 
