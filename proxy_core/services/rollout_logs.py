@@ -12,7 +12,7 @@ rules before it is kept. ``/status`` is one store read: it is polled per in-flig
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -21,6 +21,7 @@ import orjson
 
 from proxy_core.errors import AuthenticationError, PayloadTooLargeError, StoreUnavailableError
 from proxy_core.services.auth import AuthProvider, bearer_token
+from proxy_core.services.breaker import BreakerState, CircuitBreaker
 from proxy_core.services.projects import ProjectDirectory, authorize
 from proxy_core.services.rollout_log_records import (
     ID_TAG_PREFIXES,
@@ -32,7 +33,6 @@ from proxy_core.services.rollout_log_records import (
     record_timestamp,
 )
 from proxy_core.services.sanitizer import RequestRedaction, Sanitizer
-from proxy_core.services.store import CircuitBreaker
 
 T = TypeVar("T")
 ENTRY_FIELDS = ("timestamp", "message", "severity", "tags", "status", "extras")
@@ -147,8 +147,7 @@ class RolloutLogsService:
             encoded,
             orjson.dumps({"status": status, "extras": entry["extras"]}) if status is not None else None,
         )
-        self._ensure_available()
-        full = await self._guarded(self._store.append(project_id, record))
+        full = await self._guarded(lambda: self._store.append(project_id, record))
         if full is not None:
             raise PayloadTooLargeError(
                 f"The log of rollout {full!r} holds its maximum number of entries; records without a status "
@@ -173,8 +172,7 @@ class RolloutLogsService:
         redaction = self._sanitizer.for_stored_text(project_id)  # free-text tags are kept redacted
         wanted = {tag if tag.startswith(ID_TAG_PREFIXES) else redaction.text(tag) for tag in query.tags}
         program = redaction.text(query.program) if query.program is not None else None
-        self._ensure_available()
-        stored = await self._guarded(self._store.entries(project_id, query.rollout_id))
+        stored = await self._guarded(lambda: self._store.entries(project_id, query.rollout_id))
         since = time.time() - query.hours_back * 3600
         entries: list[dict[str, Any]] = []
         for raw in stored:
@@ -193,22 +191,19 @@ class RolloutLogsService:
         """The latest status logged for the rollout; ``status: null`` (not 404) before there is one."""
         project_id = await self._project(headers, path_project)
         rollout_id = parse_status_query(params)
-        self._ensure_available()
-        latest = await self._guarded(self._store.latest_status(project_id, rollout_id))
+        latest = await self._guarded(lambda: self._store.latest_status(project_id, rollout_id))
         fields = orjson.loads(latest) if latest is not None else NO_STATUS
         return {"rollout_id": rollout_id, **fields}
 
-    def _ensure_available(self) -> None:
+    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
         """Fail fast while the store is known to be down: ``/status`` is polled every second."""
-        if self._breaker.is_open:
+        if self._breaker.state is BreakerState.OPEN:
             raise StoreUnavailableError(
                 "The rollout store is unavailable; nothing was read or kept.",
                 retry_after_s=self._breaker.retry_after_s(),
             )
-
-    async def _guarded(self, pending: Awaitable[T]) -> T:
         try:
-            result = await pending
+            result = await call()
         except StoreUnavailableError:
             self._breaker.failed()
             raise

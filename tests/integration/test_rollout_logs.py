@@ -14,6 +14,7 @@ from proxy_core.config_files import ApiKey
 from proxy_core.services.store import rollout_key
 from tests.integration.conftest import Gateway, GatewayFactory
 from tests.integration.test_pii import CANARIES, governed_catalog, hits
+from tests.redis_keys import data_keys
 
 STAMP = "2026-12-07T03:59:19.406844Z"
 # The reader's query: RemoteRolloutProcessor's async_search_logs.
@@ -180,7 +181,7 @@ async def test_a_refused_post_is_a_400_that_keeps_nothing(
     assert error(response, 400) == expected
     assert await entries(gateway, rollout) == []
     assert (await status(gateway, rollout))["status"] is None
-    assert [key async for key in redis_client.scan_iter(match=f"{key_prefix}:*")] == []
+    assert await data_keys(redis_client, key_prefix) == []
 
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -376,7 +377,7 @@ async def test_log_text_is_sanitized_with_the_projects_rules_before_it_is_kept(
     [entry] = await entries(gateway, rollout, prefix=prefix)
     latest = await status(gateway, rollout, prefix=prefix)
     stored = [await redis_client.lrange(key, 0, -1) if key.endswith(":logs") else await redis_client.get(key)
-              async for key in redis_client.scan_iter(match=f"{key_prefix}:*")]  # fmt: skip
+              for key in await data_keys(redis_client, key_prefix)]  # fmt: skip
     if not redacted:
         assert entry["message"] == body["message"]
         assert entry["status"] == body["status"]
