@@ -20,7 +20,7 @@ from proxy_core.errors import InvalidRequestError
 from proxy_core.ids import validate_identifier
 from proxy_core.services.chat_request import parse_json_body
 from proxy_core.services.paths import ROLLOUT_KEYS
-from proxy_core.services.traces_query import ROLLOUT_TAG
+from proxy_core.services.traces_query import ROLLOUT_TAG, _float, _int, _single  # the query rules /traces has
 
 # Tags the handler builds from evaluation ids: kept verbatim (they are what entries are found by).
 ID_TAG_PREFIXES = tuple(f"{key}:" for key in ROLLOUT_KEYS)
@@ -170,28 +170,6 @@ def record_severity(extras: dict[str, Any]) -> str:
     return level if isinstance(level, str) and level in LEVEL_NAMES else "INFO"
 
 
-def _single(params: dict[str, list[str]], name: str) -> str | None:
-    values = params.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise _bad(name, "given more than once", "invalid_query_parameter")
-    return values[0]
-
-
-def _number(params: dict[str, list[str]], name: str, default: float, low: float, high: float) -> float:
-    raw = _single(params, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise _bad(name, "not a number", "invalid_query_parameter") from None
-    if not low <= value <= high:  # NaN fails this too
-        raise _bad(name, f"must be between {low:g} and {high:g}", "invalid_query_parameter")
-    return value
-
-
 def parse_logs_query(params: dict[str, list[str]]) -> LogsQuery:
     """``tags`` (repeatable, all must match, one ``rollout_id:`` required), ``limit``, ``hours_back``, ``program``."""
     tags = tuple(tag for tag in params.get("tags", []) if tag)
@@ -200,14 +178,13 @@ def parse_logs_query(params: dict[str, list[str]]) -> LogsQuery:
         raise _bad("tags", "at least one 'rollout_id:<id>' tag is required", "invalid_query_parameter")
     for rollout_id in rollouts:
         validate_identifier(rollout_id, "tags")
-    raw_limit = _single(params, "limit")
-    if raw_limit is not None and not raw_limit.strip().lstrip("+").isdigit():
-        raise _bad("limit", "not an integer", "invalid_query_parameter")
+    limit = _int(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    hours_back = _float(params, "hours_back", DEFAULT_HOURS_BACK, 0, MAX_HOURS_BACK)
     return LogsQuery(
         rollout_id=rollouts[0],
         tags=tags,
-        limit=int(_number(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)),
-        hours_back=_number(params, "hours_back", DEFAULT_HOURS_BACK, 0, MAX_HOURS_BACK),
+        limit=limit if limit is not None else DEFAULT_LIMIT,
+        hours_back=hours_back if hours_back is not None else DEFAULT_HOURS_BACK,
         program=_single(params, "program"),
     )
 
