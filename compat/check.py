@@ -156,7 +156,7 @@ def main(client_python: str) -> int:
     for outcome in sorted(outcomes, key=lambda o: o["prompt"]):
         print(f"remote rollout {outcome['prompt']!r}: {outcome['code']} {outcome['message']!r} "
               f"after {outcome['seconds_since_start']} s (timeout {ROLLOUT_TIMEOUT_S:.0f} s), "
-              f"{outcome['seconds_after_agent_finished']} s after the agent logged its status")  # fmt: skip
+              f"{outcome['seconds_after_agent_finished'] or '-'} s after the agent logged FINISHED")  # fmt: skip
     problems = judge(outcomes)
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
