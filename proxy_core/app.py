@@ -21,10 +21,12 @@ from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
 from proxy_core.adapters.litellm_router import build_router
 from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
+from proxy_core.adapters.memory_rollout_logs import MemoryRolloutLogs
 from proxy_core.adapters.memory_spool import MemorySpanSpool
 from proxy_core.adapters.memory_store import MemoryRolloutStore
 from proxy_core.adapters.otlp_intake import LangfuseOtlpIntake
 from proxy_core.adapters.otlp_json import OtlpJsonCodec
+from proxy_core.adapters.redis_rollout_logs import RedisRolloutLogs
 from proxy_core.adapters.redis_spool import RedisSpanSpool
 from proxy_core.adapters.redis_store import RedisRolloutStore
 from proxy_core.api import dispatch, health
@@ -42,6 +44,7 @@ from proxy_core.services.preparation import RequestPreparer
 from proxy_core.services.projects import ProjectDirectory
 from proxy_core.services.prompts import PromptCache
 from proxy_core.services.response_cache import ResponseCache
+from proxy_core.services.rollout_logs import RolloutLogsService, RolloutLogStore
 from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.scores import ScoresService
 from proxy_core.services.store import GuardedStore, RolloutStore
@@ -57,6 +60,7 @@ logger = logging.getLogger("proxy_core")
 STORE_PROBE_INTERVAL_S = 1.0
 
 StoreFactory = Callable[[Settings], RolloutStore]
+LogStoreFactory = Callable[[Settings, RolloutStore], RolloutLogStore]
 TraceSourceFactory = Callable[[Settings], TraceSource]
 
 
@@ -83,6 +87,19 @@ def build_store(settings: Settings) -> RolloutStore:
         ttl_s=settings.redis_key_ttl_s,
         timeout_s=settings.redis_timeout_s,
     )
+
+
+def build_log_store(settings: Settings, store: RolloutStore) -> RolloutLogStore:
+    """Remote rollouts' logs go where the rollouts are: on the Redis store's client, or in process."""
+    if isinstance(store, RedisRolloutStore):
+        return RedisRolloutLogs(
+            store.client,
+            prefix=settings.redis_key_prefix,
+            ttl_s=settings.redis_key_ttl_s,
+            timeout_s=settings.redis_timeout_s,
+            max_entries=settings.rollout_log_max_entries,
+        )
+    return MemoryRolloutLogs(ttl_s=settings.redis_key_ttl_s, max_entries=settings.rollout_log_max_entries)
 
 
 def build_trace_source(settings: Settings) -> TraceSource:
@@ -170,6 +187,7 @@ def create_app(
     *,
     llm: LlmClient | None = None,
     store_factory: StoreFactory = build_store,
+    log_store_factory: LogStoreFactory = build_log_store,
     trace_source_factory: TraceSourceFactory = build_trace_source,
     auth: AuthProvider | None = None,
 ) -> FastAPI:
@@ -191,9 +209,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store_backend = store_factory(settings)
-        store = GuardedStore(store_backend)
-        tracing = start_tracing(settings, projects, sanitizer, store_backend)
+        inner_store = store_factory(settings)
+        store = GuardedStore(inner_store)
+        tracing = start_tracing(settings, projects, sanitizer, inner_store)
         trace_source = trace_source_factory(settings)
         governance = Governance(settings.catalog, settings.environment)
         owned: LiteLLMClient | None = None
@@ -228,6 +246,13 @@ def create_app(
             max_poll_interval_s=settings.traces_poll_max_interval_s,
         )
         scores = ScoresService(source=trace_source, auth=auth_provider, projects=projects)
+        logs = RolloutLogsService(
+            store=log_store_factory(settings, inner_store),
+            auth=auth_provider,
+            projects=projects,
+            sanitizer=sanitizer,
+            max_entry_bytes=settings.rollout_log_max_entry_bytes,
+        )
         services = Services(
             settings,
             completions,
@@ -235,6 +260,7 @@ def create_app(
             store,
             settings.catalog.public_model_names,
             scores,
+            logs,
             span_counts=tracing.span_counts if tracing is not None else None,
             delivery_report=tracing.delivery.report if tracing is not None else None,
         )

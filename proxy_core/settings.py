@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # at 0.5 s, a healthy Redis timed out under a full load of streams.
     redis_timeout_s: float = Field(default=2.0, gt=0, le=30)
 
+    # Remote rollouts' log records (/logs, /status), kept beside the rollout with its TTL
+    rollout_log_max_entry_bytes: int = Field(default=16_384, ge=512, le=1024 * 1024)
+    rollout_log_max_entries: int = Field(default=1000, ge=1, le=100_000)
+
     # Tracing
     secrets_path: Path = DEFAULT_SECRETS_PATH
     langfuse_host: str = DEFAULT_LANGFUSE_HOST

@@ -67,7 +67,8 @@ class RedisRolloutStore:
 
     @property
     def client(self) -> Redis:
-        """The store's client, shared with the other Redis adapters (the trace spool)."""
+        """The store's client, shared with the other Redis adapters (a rollout's log, the trace
+        spool): one pool, closed here."""
         return self._client
 
     def _key(self, project_id: str, rollout_id: str) -> str:

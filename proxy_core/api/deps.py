@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from proxy_core.services.completions import CompletionService
+from proxy_core.services.rollout_logs import RolloutLogsService
 from proxy_core.services.scores import ScoresService
 from proxy_core.services.store import GuardedStore
 from proxy_core.services.traces import TracesService
@@ -25,6 +26,7 @@ class Services:
     store: GuardedStore
     model_names: tuple[str, ...]
     scores: ScoresService
+    logs: RolloutLogsService
     span_counts: Callable[[], dict[str, int]] | None = None
     delivery_report: Callable[[], dict[str, Any]] | None = None
     shutting_down: bool = False

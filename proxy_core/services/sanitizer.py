@@ -23,7 +23,7 @@ from typing import Any, overload
 
 from proxy_core.errors import SanitizerError
 from proxy_core.policy_config import GovernanceConfig, PiiPolicy
-from proxy_core.services.pii import PiiEngineError, PiiRedactor, PlaceholderMemo, redact_chat_body
+from proxy_core.services.pii import PiiEngineError, PiiRedactor, PlaceholderMemo, redact_chat_body, redact_text_value
 
 TextRedactor = Callable[[str], str]
 
@@ -94,6 +94,15 @@ class RequestRedaction:
         except PiiEngineError:
             raise _refused() from None
 
+    def value(self, value: Any) -> Any:
+        """Any JSON value with every string inside it redacted (keys, numbers and structure kept)."""
+        if self._redactor is None:
+            return value
+        try:
+            return redact_text_value(value, self._redactor, self._memo)
+        except (PiiEngineError, RecursionError):  # RecursionError: nested deeper than the walk can go
+            raise _refused() from None
+
 
 def _refused() -> SanitizerError:
     return SanitizerError("The request could not be sanitized; it was not forwarded.")
@@ -136,6 +145,16 @@ class Sanitizer:
         if policy.mode != "redact":
             return RequestRedaction(None)
         return RequestRedaction(self._redactor(policy), self._large_body_executor())
+
+    def for_stored_text(self, project_id: str) -> RequestRedaction:
+        """Redaction of text the gateway keeps (an agent's log records): active unless PII is off.
+
+        Kept text is read back like a trace, so ``trace_only`` redacts it too.
+        """
+        policy = self._config.pii_for(project_id)
+        if policy.mode == "off":
+            return RequestRedaction(None)
+        return RequestRedaction(self._redactor(policy))
 
     def span_redaction(self, project_id: str) -> SpanRedaction | None:
         """Export-stage redaction for the spans of ``project_id`` (None when PII is off for it)."""
