@@ -11,11 +11,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI
 
+from proxy_core.adapters.aws_secrets import AwsSecretsManagerSource
 from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
 from proxy_core.adapters.litellm_router import build_router
@@ -25,7 +27,8 @@ from proxy_core.adapters.redis_store import RedisRolloutStore
 from proxy_core.api import dispatch, health
 from proxy_core.api.deps import Services
 from proxy_core.api.errors import register_error_handlers
-from proxy_core.config_files import ConfigError
+from proxy_core.config_files import ConfigError, SecretsFile, SecretsFileSource
+from proxy_core.production import production_problems
 from proxy_core.services.auth import AuthProvider, NoAuth, StaticApiKeys
 from proxy_core.services.base_url import BaseUrlPolicy, refuses_addresses
 from proxy_core.services.budget import ReadBudgets
@@ -34,11 +37,18 @@ from proxy_core.services.governance import Governance
 from proxy_core.services.llm import LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.preparation import RequestPreparer
-from proxy_core.services.projects import ProjectDirectory
+from proxy_core.services.projects import ProjectTable
 from proxy_core.services.prompts import PromptCache
 from proxy_core.services.response_cache import ResponseCache
 from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.scores import ScoresService
+from proxy_core.services.secrets import (
+    CurrentSecrets,
+    SecretsRefresher,
+    SecretsSnapshot,
+    SecretsSource,
+    load_at_start,
+)
 from proxy_core.services.store import GuardedStore, RolloutStore
 from proxy_core.services.trace_source import TraceSource
 from proxy_core.services.traces import TracesService
@@ -89,13 +99,49 @@ def build_trace_source(settings: Settings) -> TraceSource:
     return LangfuseReadClient(client, budgets)
 
 
-def build_auth(settings: Settings) -> AuthProvider:
-    keys = settings.secrets.api_keys
+def build_auth(secrets: SecretsFile) -> AuthProvider:
+    keys = secrets.api_keys
     if not keys:
         return NoAuth()
     return StaticApiKeys(
         (key.name or f"key-{index}", key.key.get_secret_value(), key.projects) for index, key in enumerate(keys)
     )
+
+
+# How long start-up keeps trying a secret manager it cannot reach before it gives up (exit 2).
+SECRETS_START_WITHIN_S = 15.0
+
+
+def build_secrets_source(settings: Settings) -> SecretsSource | None:
+    """Where the secrets are (re-)read from; None when they were handed over directly (tests)."""
+    if settings.secrets_source == "aws-secretsmanager":
+        assert settings.secrets_aws_secret_id is not None  # the settings require it
+        return AwsSecretsManagerSource(settings.secrets_aws_secret_id, region=settings.aws_region)
+    if "secrets" in settings.model_fields_set:
+        return None
+    return SecretsFileSource(settings.secrets_path)
+
+
+def secrets_snapshot(settings: Settings, auth: AuthProvider | None, secrets: SecretsFile) -> SecretsSnapshot:
+    """What the gateway builds from one version of the secrets (at start-up and on each refresh)."""
+    if settings.environment == "production":
+        problems = production_problems(secrets, settings.catalog)
+        if problems:
+            raise ConfigError("refusing to run in production: " + "; ".join(problems))
+    return SecretsSnapshot(
+        secrets=secrets,
+        projects=ProjectTable.of(secrets.langfuse_keys, secrets.default_project_id, settings.langfuse_host),
+        auth=auth or build_auth(secrets),
+        public_keys={project.public_key: project_id for project_id, project in secrets.langfuse_keys.items()},
+    )
+
+
+def current_secrets(settings: Settings, source: SecretsSource | None, auth: AuthProvider | None) -> CurrentSecrets:
+    """The secrets in force: the file the settings loaded, or the secret manager's, fetched now."""
+    initial = settings.secrets
+    if settings.secrets_source != "file" and source is not None:
+        initial = load_at_start(source, SECRETS_START_WITHIN_S)
+    return CurrentSecrets(partial(secrets_snapshot, settings, auth), initial)
 
 
 def _base_url_policy(settings: Settings) -> BaseUrlPolicy:
@@ -114,14 +160,15 @@ def create_app(
     auth: AuthProvider | None = None,
 ) -> FastAPI:
     """Build the gateway. ``llm``/``store_factory``/``auth`` are seams for tests and embedders."""
-    projects = ProjectDirectory(settings.secrets.langfuse_keys, settings.default_project_id, settings.langfuse_host)
+    secrets_source = build_secrets_source(settings)
+    secrets = current_secrets(settings, secrets_source, auth)
+    refresher = SecretsRefresher(secrets, secrets_source, settings.secrets_refresh_s)
+    projects = secrets.projects()
     models = ModelResolver(settings.catalog)
     base_urls = _base_url_policy(settings)
-    auth_provider = auth or build_auth(settings)
-    sanitizer = Sanitizer(
-        settings.catalog, {project.public_key: pid for pid, project in settings.secrets.langfuse_keys.items()}
-    )
-    sanitizer.warm_up([*settings.secrets.langfuse_keys, *settings.catalog.projects])
+    auth_provider = secrets.auth()
+    sanitizer = Sanitizer(settings.catalog, secrets.public_keys())
+    sanitizer.warm_up([*secrets.snapshot.secrets.langfuse_keys, *settings.catalog.projects])
     catalog_settings = settings.catalog.litellm_settings
     policy = CompletionPolicy(
         trace_name=settings.trace_name,
@@ -133,7 +180,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tracing: LangfuseTracing | None = None
-        if projects.tracing_enabled:
+        if projects.tracing_enabled or refresher.enabled:  # a refresh may bring the first project
             tracing = LangfuseTracing(
                 ExportTuning(
                     queue_size=settings.tracing_queue_size,
@@ -191,11 +238,13 @@ def create_app(
         app.state.services = services
         app.state.tracing = tracing
         store_watch = asyncio.create_task(store.watch(STORE_PROBE_INTERVAL_S), name="store-watch")
+        refresher.start()
         try:
             yield
         finally:
             services.shutting_down = True
             store_watch.cancel()
+            await refresher.aclose()
             if owned is not None:
                 await owned.drain(settings.shutdown_flush_timeout_s)
             if tracing is not None:

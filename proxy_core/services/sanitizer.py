@@ -101,9 +101,10 @@ def _refused() -> SanitizerError:
 
 class Sanitizer:
     def __init__(self, config: GovernanceConfig, public_keys: Mapping[str, str]) -> None:
-        """``public_keys`` maps each traced project's Langfuse public key to its project id."""
+        """``public_keys`` maps each traced project's Langfuse public key to its project id; it is
+        read at each lookup, not copied, so keys a refresh of the secrets brings are known."""
         self._config = config
-        self._public_keys = dict(public_keys)
+        self._public_keys = public_keys
         self._redactors: dict[tuple[str, ...], PiiRedactor] = {}
         self._large_bodies: ThreadPoolExecutor | None = None
 
