@@ -191,7 +191,8 @@ def create_app(
             )
             tracing.register()
         else:
-            logger.warning("no Langfuse projects configured (%s): tracing is off", settings.secrets_path)
+            where = secrets_source.name if secrets_source is not None else settings.secrets_path
+            logger.warning("no Langfuse projects configured (%s): tracing is off", where)
         store = GuardedStore(store_factory(settings))
         trace_source = trace_source_factory(settings)
         governance = Governance(settings.catalog, settings.environment)
