@@ -20,11 +20,12 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
 )
+from botocore.exceptions import ConnectionError as CannotConnectError
 
 from proxy_core.config_files import ConfigError, SecretsFile, parse_secrets
 from proxy_core.retry import RetryableError
@@ -62,7 +63,7 @@ class AwsSecretsManagerSource:
             raise self._refused(exc) from None
         except (NoCredentialsError, PartialCredentialsError):
             raise ConfigError(f"{self.name}: no AWS credentials were found") from None
-        except ConnectionError as exc:  # unreachable, timed out, connection dropped
+        except (CannotConnectError, HTTPClientError) as exc:  # unreachable, timed out, connection dropped
             raise RetryableError(f"AWS Secrets Manager could not be reached ({type(exc).__name__})") from None
         except BotoCoreError as exc:
             raise ConfigError(f"{self.name}: {exc}") from None
