@@ -12,11 +12,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI
 
+from proxy_core.adapters.aws_secrets import AwsSecretsManagerSource
 from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
 from proxy_core.adapters.litellm_router import build_router
@@ -32,7 +34,8 @@ from proxy_core.adapters.redis_store import RedisRolloutStore
 from proxy_core.api import dispatch, health
 from proxy_core.api.deps import Services
 from proxy_core.api.errors import register_error_handlers
-from proxy_core.config_files import ConfigError
+from proxy_core.config_files import ConfigError, SecretsFile, SecretsFileSource
+from proxy_core.production import production_problems
 from proxy_core.services.auth import AuthProvider, NoAuth, StaticApiKeys
 from proxy_core.services.base_url import BaseUrlPolicy, refuses_addresses
 from proxy_core.services.budget import ReadBudgets
@@ -41,12 +44,19 @@ from proxy_core.services.governance import Governance
 from proxy_core.services.llm import LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.preparation import RequestPreparer
-from proxy_core.services.projects import ProjectDirectory
+from proxy_core.services.projects import ProjectDirectory, ProjectTable
 from proxy_core.services.prompts import PromptCache
 from proxy_core.services.response_cache import ResponseCache
 from proxy_core.services.rollout_logs import RolloutLogsService, RolloutLogStore
 from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.scores import ScoresService
+from proxy_core.services.secrets import (
+    CurrentSecrets,
+    SecretsRefresher,
+    SecretsSnapshot,
+    SecretsSource,
+    load_at_start,
+)
 from proxy_core.services.store import GuardedStore, RolloutStore
 from proxy_core.services.trace_delivery import DeliveryTuning, TraceDelivery
 from proxy_core.services.trace_ports import SpanSpool
@@ -113,13 +123,58 @@ def build_trace_source(settings: Settings) -> TraceSource:
     return LangfuseReadClient(client, budgets)
 
 
-def build_auth(settings: Settings) -> AuthProvider:
-    keys = settings.secrets.api_keys
+def build_auth(secrets: SecretsFile) -> AuthProvider:
+    keys = secrets.api_keys
     if not keys:
         return NoAuth()
     return StaticApiKeys(
         (key.name or f"key-{index}", key.key.get_secret_value(), key.projects) for index, key in enumerate(keys)
     )
+
+
+# How long start-up keeps trying a secret manager it cannot reach before it gives up (exit 2).
+SECRETS_START_WITHIN_S = 15.0
+
+
+def build_secrets_source(settings: Settings) -> SecretsSource | None:
+    """Where the secrets are (re-)read from; None when they were handed over directly (tests)."""
+    if settings.secrets_source == "aws-secretsmanager":
+        assert settings.secrets_aws_secret_id is not None  # the settings require it
+        return AwsSecretsManagerSource(settings.secrets_aws_secret_id, region=settings.aws_region)
+    if "secrets" in settings.model_fields_set:
+        return None
+    return SecretsFileSource(settings.secrets_path)
+
+
+def secrets_snapshot(settings: Settings, auth: AuthProvider | None, secrets: SecretsFile) -> SecretsSnapshot:
+    """What the gateway builds from one version of the secrets (at start-up and on each refresh)."""
+    if settings.environment == "production":
+        problems = production_problems(secrets, settings.catalog)
+        if problems:
+            raise ConfigError("refusing to run in production: " + "; ".join(problems))
+    projects = ProjectTable.of(secrets.langfuse_keys, secrets.default_project_id, settings.langfuse_host)
+    for group in projects.shared_destinations():
+        # Spans are redacted at export by their destination's project: projects sharing one
+        # Langfuse project must share their PII rules, or one's spans would leave under the
+        # other's rules (an SSN in the clear).
+        if len({settings.catalog.pii_for(project_id) for project_id in group}) > 1:
+            raise ConfigError(
+                f"projects {', '.join(sorted(group))} send traces to the same Langfuse project "
+                "but have different PII rules; give them the same rules or their own keys"
+            )
+    return SecretsSnapshot(
+        secrets=secrets,
+        projects=projects,
+        auth=auth or build_auth(secrets),
+    )
+
+
+def current_secrets(settings: Settings, source: SecretsSource | None, auth: AuthProvider | None) -> CurrentSecrets:
+    """The secrets in force: the file the settings loaded, or the secret manager's, fetched now."""
+    initial = settings.secrets
+    if settings.secrets_source != "file" and source is not None:
+        initial = load_at_start(source, SECRETS_START_WITHIN_S)
+    return CurrentSecrets(partial(secrets_snapshot, settings, auth), initial)
 
 
 def _base_url_policy(settings: Settings) -> BaseUrlPolicy:
@@ -143,11 +198,11 @@ def build_spool(settings: Settings, store: RolloutStore) -> SpanSpool:
 
 
 def start_tracing(
-    settings: Settings, projects: ProjectDirectory, sanitizer: Sanitizer, store: RolloutStore
+    settings: Settings, projects: ProjectDirectory, sanitizer: Sanitizer, store: RolloutStore, *, always: bool
 ) -> LangfuseTracing | None:
-    """The tracing logger and the delivery behind it, registered and running; None without projects."""
-    if not projects.tracing_enabled:
-        logger.warning("no Langfuse projects configured (%s): tracing is off", settings.secrets_path)
+    """The tracing logger and the delivery behind it, registered and running; None without
+    projects (unless ``always``)."""
+    if not projects.tracing_enabled and not always:
         return None
     delivery = TraceDelivery(
         targets=projects.targets,
@@ -170,18 +225,6 @@ def start_tracing(
     return tracing
 
 
-def _refuse_shared_destinations_with_other_pii_rules(projects: ProjectDirectory, settings: Settings) -> None:
-    """Spans are redacted at export by their destination's project: projects that share one
-    Langfuse project (host and public key) must share their PII rules too, or one project's
-    spans would be exported under another's (an SSN in the clear)."""
-    for group in projects.shared_destinations():
-        if len({settings.catalog.pii_for(project_id) for project_id in group}) > 1:
-            raise ConfigError(
-                f"projects {', '.join(sorted(group))} send traces to the same Langfuse project "
-                "but have different PII rules; give them the same rules or their own keys"
-            )
-
-
 def create_app(
     settings: Settings,
     *,
@@ -192,13 +235,15 @@ def create_app(
     auth: AuthProvider | None = None,
 ) -> FastAPI:
     """Build the gateway. ``llm``/``store_factory``/``auth`` are seams for tests and embedders."""
-    projects = ProjectDirectory(settings.secrets.langfuse_keys, settings.default_project_id, settings.langfuse_host)
+    secrets_source = build_secrets_source(settings)
+    secrets = current_secrets(settings, secrets_source, auth)
+    refresher = SecretsRefresher(secrets, secrets_source, settings.secrets_refresh_s)
+    projects = secrets.projects()
     models = ModelResolver(settings.catalog)
     base_urls = _base_url_policy(settings)
-    auth_provider = auth or build_auth(settings)
-    _refuse_shared_destinations_with_other_pii_rules(projects, settings)
+    auth_provider = secrets.auth()
     sanitizer = Sanitizer(settings.catalog)
-    sanitizer.warm_up([*settings.secrets.langfuse_keys, *settings.catalog.projects])
+    sanitizer.warm_up([*secrets.snapshot.secrets.langfuse_keys, *settings.catalog.projects])
     catalog_settings = settings.catalog.litellm_settings
     policy = CompletionPolicy(
         trace_name=settings.trace_name,
@@ -211,7 +256,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         inner_store = store_factory(settings)
         store = GuardedStore(inner_store)
-        tracing = start_tracing(settings, projects, sanitizer, inner_store)
+        # A refresh of the secrets may bring the first project: then tracing runs from the start.
+        tracing = start_tracing(settings, projects, sanitizer, inner_store, always=refresher.enabled)
+        if tracing is None:
+            where = secrets_source.name if secrets_source is not None else settings.secrets_path
+            logger.warning("no Langfuse projects configured (%s): tracing is off", where)
         trace_source = trace_source_factory(settings)
         governance = Governance(settings.catalog, settings.environment)
         owned: LiteLLMClient | None = None
@@ -267,11 +316,13 @@ def create_app(
         app.state.services = services
         app.state.tracing = tracing
         store_watch = asyncio.create_task(store.watch(STORE_PROBE_INTERVAL_S), name="store-watch")
+        refresher.start()
         try:
             yield
         finally:
             services.shutting_down = True
             store_watch.cancel()
+            await refresher.aclose()
             # One budget for everything tracing still holds: LiteLLM's logging, the processors,
             # the delivery (what it cannot deliver in time is spooled).
             deadline = time.monotonic() + settings.shutdown_flush_timeout_s

@@ -1,9 +1,9 @@
 """The gateway's one retry policy: bounded attempts, a total deadline, jittered backoff, Retry-After.
 
 Every place that waits and tries again goes through ``retrying`` (polling Langfuse until a
-rollout's traces are all visible) or ``backoff_s`` (replaying spooled trace spans, a loop that
-keeps its own schedule), so backoff and ``Retry-After`` handling are decided once. Built on
-tenacity.
+rollout's traces are all visible), its blocking twin (loading the secrets at start-up) or
+``backoff_s`` (replaying spooled trace spans, a loop that keeps its own schedule), so backoff and
+``Retry-After`` handling are decided once. Built on tenacity.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
+    Retrying,
     retry_any,
     retry_base,
     retry_if_exception_type,
@@ -90,6 +91,17 @@ def retrying(
         retry=retry,
         reraise=True,
         retry_error_callback=_last_result,
+    )
+
+
+def retrying_blocking(*, deadline: float, base_s: float = 0.25, cap_s: float = 8.0) -> Retrying:
+    """The blocking twin of ``retrying`` for code on threads of its own (loading the secrets):
+    retries ``RetryableError`` until ``deadline``, then raises the last one."""
+    return Retrying(
+        stop=_StopAt(deadline),
+        wait=_wait(base_s, cap_s, deadline),
+        retry=retry_if_exception_type(RetryableError),
+        reraise=True,
     )
 
 
