@@ -153,8 +153,10 @@ class StoreUnavailableError(GatewayError):
     error_type = "api_error"
     default_code = "store_unavailable"
 
-    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+    def __init__(self, message: str, *, retry_after_s: int = 1, outcome_unknown: bool = False) -> None:
+        """``outcome_unknown``: the write may have reached the store before the failure (a timeout)."""
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+        self.outcome_unknown = outcome_unknown
 
 
 class TraceBacklogFullError(GatewayError):
