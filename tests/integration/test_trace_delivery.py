@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 
+import httpx
 import pytest
 import redis.asyncio
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -23,7 +24,8 @@ from proxy_core.services.trace_delivery import DeliveryTuning, TraceDelivery
 from proxy_core.services.trace_ports import SpanSpool
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.server import ServerThread
-from tests.integration.conftest import PROJECTS
+from tests.fakes.upstream import UpstreamState
+from tests.integration.conftest import PROJECTS, GatewayFactory, rollout_path
 
 OTEL = "/api/public/otel"
 FAST = DeliveryTuning(live_timeout_s=1.0, replay_timeout_s=2.0, lease_s=2.0, tick_s=0.05, backoff_base_s=0.05,
@@ -252,3 +254,40 @@ async def test_a_replica_that_dies_mid_replay_leaves_its_lease_to_the_others(
     delivery.start()
     await until(lambda: len(arrived(langfuse, marker)) == 10, timeout_s=10)
     await delivery.close(time.monotonic() + 2)
+
+
+async def test_a_full_backlog_refuses_tracked_calls_before_the_provider_and_serves_the_rest(
+    gateway_factory: GatewayFactory, langfuse: LangfuseState, upstream_state: UpstreamState
+) -> None:
+    """A rollout whose trace can never be kept can never be complete: no tokens are spent on it."""
+    gateway = gateway_factory(trace_spool_max_bytes=1024 * 1024, tracing_export_timeout_ms=500)
+    langfuse.inject(OTEL, 503, count=1_000_000)
+    big = "y" * 200_000
+    headers = {"authorization": "Bearer sk-client"}
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, headers=headers) as http:
+        tracked = f"/{rollout_path('full')}/chat/completions"
+
+        async def ask(path: str, text: str) -> httpx.Response:
+            return await http.post(path, json={"model": "fake", "messages": [{"role": "user", "content": text}]})
+
+        for _ in range(8):  # about 1.6 MB of spans for a 1 MiB spool
+            assert (await ask(tracked, big)).status_code == 200
+        deadline = time.monotonic() + 20
+        while (refused := await ask(tracked, "one more")).status_code == 200:
+            assert time.monotonic() < deadline, "the full backlog never refused a tracked call"
+            await asyncio.sleep(0.2)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "trace_backlog_full"
+        assert int(refused.headers["retry-after"]) >= 1
+        paid = len(upstream_state.completion_requests)
+        assert (await ask(tracked, "again")).status_code == 503
+        assert len(upstream_state.completion_requests) == paid, "a refused tracked call reached the provider"
+        assert (await ask("/chat/completions", "untracked")).status_code == 200, "untracked calls are served"
+        ready = (await http.get("/ready")).json()
+        assert ready["tracing"]["projects"]["proj-a"]["spool"]["full"] is True
+        assert ready["spans"]["dropped"] > 0
+        langfuse.clear_faults()
+        deadline = time.monotonic() + 30
+        while (await ask(tracked, "after")).status_code != 200:
+            assert time.monotonic() < deadline, "tracked calls were still refused once the backlog drained"
+            await asyncio.sleep(0.3)
