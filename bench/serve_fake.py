@@ -35,16 +35,25 @@ STATS_PATH = "/bench/stats"
 
 
 class BoundedLangfuseState(LangfuseState):
-    """Emulator state that counts spans and drops stored data before it grows without bound."""
+    """Emulator state that counts spans and drops stored data before it grows without bound.
 
-    def __init__(self, projects: dict[str, tuple[str, str]], keep_spans: int) -> None:
+    With ``id_log``, the insertion ids of the spans it receives are appended to that file, one per
+    line: a count that survives a restart of the emulator (the outage benchmark kills it).
+    """
+
+    def __init__(self, projects: dict[str, tuple[str, str]], keep_spans: int, id_log: str | None = None) -> None:
         super().__init__(projects)
         self.keep_spans = keep_spans
         self.spans_total = 0
         self._stored = 0
+        self._id_log = open(id_log, "a", encoding="utf-8") if id_log else None  # noqa: SIM115 (the process's lifetime)
 
     def ingest(self, project_id: str, spans: Iterable[SpanRecord]) -> int:
+        spans = list(spans)
         kept = super().ingest(project_id, spans)
+        if self._id_log is not None:
+            self._id_log.write("".join(f"{insertion_id}\n" for insertion_id in _insertion_ids(spans)))
+            self._id_log.flush()
         with self.lock:
             self.spans_total += kept
             self._stored += kept
@@ -52,6 +61,15 @@ class BoundedLangfuseState(LangfuseState):
                 self.reset()
                 self._stored = 0
         return kept
+
+
+def _insertion_ids(spans: list[SpanRecord]) -> list[str]:
+    ids = []
+    for span in spans:
+        raw = span.attributes.get("langfuse.trace.tags")
+        if isinstance(raw, str):
+            ids += [tag.removeprefix("insertion_id:") for tag in orjson.loads(raw) if tag.startswith("insertion_id:")]
+    return ids
 
 
 class StatsApp:
@@ -81,7 +99,7 @@ def build_app(args: argparse.Namespace) -> Any:
         )
         return create_upstream_app(upstream)
     projects = {args.project: (args.public_key, args.secret_key)}
-    langfuse = BoundedLangfuseState(projects, args.keep_spans)
+    langfuse = BoundedLangfuseState(projects, args.keep_spans, args.id_log)
     return StatsApp(create_langfuse_app(state=langfuse), langfuse)
 
 
@@ -97,6 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--secret-key", default="sk-lf-bench")
     parser.add_argument("--keep-alive", type=int, default=300, help="seconds an idle connection stays open")
     parser.add_argument("--keep-spans", type=int, default=20_000, help="langfuse: forget stored data this often")
+    parser.add_argument("--id-log", default=None, help="langfuse: append received insertion ids to this file")
     return parser.parse_args(argv)
 
 

@@ -131,8 +131,9 @@ class Fake:
         return f"http://{HOST}:{self.port}"
 
 
-def start_fake(name: str, args: list[str], log_dir: Path, timeout_s: float = 30.0) -> Fake:
-    argv = [sys.executable, "-m", "bench.serve_fake", *args, "--port", "0"]
+def start_fake(name: str, args: list[str], log_dir: Path, timeout_s: float = 30.0, *, port: int = 0) -> Fake:
+    """``port`` 0 lets the OS choose; a fixed one restarts a double where it was."""
+    argv = [sys.executable, "-m", "bench.serve_fake", *args, "--port", str(port)]
     log_path = log_dir / f"{name}.log"
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(

@@ -9,26 +9,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI
 
-from proxy_core.adapters.embedded_export import EmbeddedSink
-from proxy_core.adapters.embedded_traces import EmbeddedTraceStore, MemoryTraceBackend, TraceBackend, embedded_target
+from proxy_core.adapters.aws_secrets import AwsSecretsManagerSource
+from proxy_core.adapters.embedded_traces import (
+    EmbeddedOrLangfuseIntake,
+    EmbeddedOrLangfuseSource,
+    EmbeddedTraceStore,
+    MemoryTraceBackend,
+    TraceBackend,
+    embedded_target,
+)
 from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
 from proxy_core.adapters.litellm_router import build_router
 from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
+from proxy_core.adapters.memory_rollout_logs import MemoryRolloutLogs
+from proxy_core.adapters.memory_spool import MemorySpanSpool
 from proxy_core.adapters.memory_store import MemoryRolloutStore
+from proxy_core.adapters.otlp_intake import LangfuseOtlpIntake
+from proxy_core.adapters.otlp_json import OtlpJsonCodec
+from proxy_core.adapters.redis_rollout_logs import RedisRolloutLogs
+from proxy_core.adapters.redis_spool import RedisSpanSpool
 from proxy_core.adapters.redis_store import RedisRolloutStore
 from proxy_core.adapters.redis_traces import RedisTraceBackend
 from proxy_core.api import dispatch, health, openapi
 from proxy_core.api.deps import Services
 from proxy_core.api.errors import register_error_handlers
-from proxy_core.config_files import ConfigError
+from proxy_core.config_files import ConfigError, SecretsFile, SecretsFileSource
+from proxy_core.production import production_problems
 from proxy_core.services.auth import ALL_PROJECTS, AuthProvider, NoAuth, StaticApiKeys
 from proxy_core.services.base_url import BaseUrlPolicy, refuses_addresses
 from proxy_core.services.budget import ReadBudgets
@@ -37,12 +53,22 @@ from proxy_core.services.governance import Governance
 from proxy_core.services.llm import LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.preparation import RequestPreparer
-from proxy_core.services.projects import UNCONFIGURED_PROJECT, ProjectDirectory
+from proxy_core.services.projects import UNCONFIGURED_PROJECT, ProjectDirectory, ProjectTable
 from proxy_core.services.prompts import PromptCache
 from proxy_core.services.response_cache import ResponseCache
+from proxy_core.services.rollout_logs import RolloutLogsService, RolloutLogStore
 from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.scores import ScoresService
+from proxy_core.services.secrets import (
+    CurrentSecrets,
+    SecretsRefresher,
+    SecretsSnapshot,
+    SecretsSource,
+    load_at_start,
+)
 from proxy_core.services.store import GuardedStore, RolloutStore
+from proxy_core.services.trace_delivery import DeliveryTuning, TraceDelivery
+from proxy_core.services.trace_ports import SpanSpool
 from proxy_core.services.trace_source import TraceSource
 from proxy_core.services.traces import TracesService
 from proxy_core.settings import Settings
@@ -53,7 +79,8 @@ logger = logging.getLogger("proxy_core")
 STORE_PROBE_INTERVAL_S = 1.0
 
 StoreFactory = Callable[[Settings], RolloutStore]
-TraceSourceFactory = Callable[[Settings, RolloutStore], TraceSource]
+LogStoreFactory = Callable[[Settings, RolloutStore], RolloutLogStore]
+TraceSourceFactory = Callable[[Settings], TraceSource]
 
 
 def redis_url(settings: Settings) -> str | None:
@@ -81,40 +108,36 @@ def build_store(settings: Settings) -> RolloutStore:
     )
 
 
-def build_projects(settings: Settings) -> ProjectDirectory:
-    """The secrets file's Langfuse projects; without any, projects trace to the embedded store.
-
-    The embedded store accepts the projects the configuration names — the gateway configuration's
-    ``projects:``, the gateway API keys' projects, the default project — and calls that name no
-    project (a namespace of their own). Any other id is a 404, as with Langfuse, so that a key
-    bound to some projects reaches exactly those, and a typo is an error, not a new project.
-    """
-    secrets = settings.secrets
-    if secrets.langfuse_keys:
-        return ProjectDirectory.from_langfuse(secrets.langfuse_keys, secrets.default_project_id, settings.langfuse_host)
-    named = {*settings.catalog.projects, *(p for key in secrets.api_keys for p in key.projects if p != ALL_PROJECTS)}
-    if secrets.default_project_id is not None:
-        named.add(secrets.default_project_id)
-    targets = {project_id: embedded_target(project_id) for project_id in sorted(named)}
-    return ProjectDirectory(targets, secrets.default_project_id, unnamed=embedded_target(UNCONFIGURED_PROJECT))
+def build_log_store(settings: Settings, store: RolloutStore) -> RolloutLogStore:
+    """Remote rollouts' logs go where the rollouts are: on the Redis store's client, or in process."""
+    if isinstance(store, RedisRolloutStore):
+        return RedisRolloutLogs(
+            store.client,
+            prefix=settings.redis_key_prefix,
+            ttl_s=settings.redis_key_ttl_s,
+            timeout_s=settings.redis_timeout_s,
+            max_entries=settings.rollout_log_max_entries,
+        )
+    return MemoryRolloutLogs(ttl_s=settings.redis_key_ttl_s, max_entries=settings.rollout_log_max_entries)
 
 
-def build_trace_source(settings: Settings, store: RolloutStore) -> TraceSource:
-    """Langfuse's read API when projects are configured; otherwise the embedded store."""
-    if not settings.secrets.langfuse_keys:
-        backend: TraceBackend
-        if isinstance(store, RedisRolloutStore):
-            backend = RedisTraceBackend(
-                store.client,
-                prefix=settings.redis_key_prefix,
-                ttl_s=settings.redis_key_ttl_s,
-                timeout_s=settings.redis_timeout_s,
-            )
-        else:
-            max_bytes = settings.embedded_traces_max_mb << 20
-            backend = MemoryTraceBackend(ttl_s=settings.redis_key_ttl_s, max_bytes=max_bytes)
-        return EmbeddedTraceStore(backend)
-    # One pooled HTTP client for every Langfuse read, with a per-project read budget.
+def build_embedded_traces(settings: Settings, store: RolloutStore) -> EmbeddedTraceStore:
+    """The embedded trace store beside the rollout store: on its Redis client, or in process."""
+    backend: TraceBackend
+    if isinstance(store, RedisRolloutStore):
+        backend = RedisTraceBackend(
+            store.client,
+            prefix=settings.redis_key_prefix,
+            ttl_s=settings.redis_key_ttl_s,
+            timeout_s=settings.redis_timeout_s,
+        )
+    else:
+        backend = MemoryTraceBackend(ttl_s=settings.redis_key_ttl_s, max_bytes=settings.embedded_traces_max_mb << 20)
+    return EmbeddedTraceStore(backend)
+
+
+def build_trace_source(settings: Settings) -> TraceSource:
+    """One pooled HTTP client for every Langfuse read, with a per-project read budget."""
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(30.0, connect=5.0),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
@@ -124,13 +147,75 @@ def build_trace_source(settings: Settings, store: RolloutStore) -> TraceSource:
     return LangfuseReadClient(client, budgets)
 
 
-def build_auth(settings: Settings) -> AuthProvider:
-    keys = settings.secrets.api_keys
+def build_auth(secrets: SecretsFile) -> AuthProvider:
+    keys = secrets.api_keys
     if not keys:
         return NoAuth()
     return StaticApiKeys(
         (key.name or f"key-{index}", key.key.get_secret_value(), key.projects) for index, key in enumerate(keys)
     )
+
+
+# How long start-up keeps trying a secret manager it cannot reach before it gives up (exit 2).
+SECRETS_START_WITHIN_S = 15.0
+
+
+def build_secrets_source(settings: Settings) -> SecretsSource | None:
+    """Where the secrets are (re-)read from; None when they were handed over directly (tests)."""
+    if settings.secrets_source == "aws-secretsmanager":
+        assert settings.secrets_aws_secret_id is not None  # the settings require it
+        return AwsSecretsManagerSource(settings.secrets_aws_secret_id, region=settings.aws_region)
+    if "secrets" in settings.model_fields_set:
+        return None
+    return SecretsFileSource(settings.secrets_path)
+
+
+def secrets_snapshot(settings: Settings, auth: AuthProvider | None, secrets: SecretsFile) -> SecretsSnapshot:
+    """What the gateway builds from one version of the secrets (at start-up and on each refresh)."""
+    if settings.environment == "production":
+        problems = production_problems(secrets, settings.catalog)
+        if problems:
+            raise ConfigError("refusing to run in production: " + "; ".join(problems))
+    projects = project_table(settings, secrets)
+    for group in projects.shared_destinations():
+        # Spans are redacted at export by their destination's project: projects sharing one
+        # Langfuse project must share their PII rules, or one's spans would leave under the
+        # other's rules (an SSN in the clear).
+        if len({settings.catalog.pii_for(project_id) for project_id in group}) > 1:
+            raise ConfigError(
+                f"projects {', '.join(sorted(group))} send traces to the same Langfuse project "
+                "but have different PII rules; give them the same rules or their own keys"
+            )
+    return SecretsSnapshot(
+        secrets=secrets,
+        projects=projects,
+        auth=auth or build_auth(secrets),
+    )
+
+
+def project_table(settings: Settings, secrets: SecretsFile) -> ProjectTable:
+    """The secrets' Langfuse projects; without any, projects trace to the embedded store.
+
+    The embedded store accepts the projects the configuration names — the gateway configuration's
+    ``projects:``, the gateway API keys' projects, the default project — and calls that name no
+    project (a namespace of their own). Any other id is a 404, as with Langfuse, so that a key
+    bound to some projects reaches exactly those, and a typo is an error, not a new project.
+    """
+    if secrets.langfuse_keys:
+        return ProjectTable.of(secrets.langfuse_keys, secrets.default_project_id, settings.langfuse_host)
+    named = {*settings.catalog.projects, *(p for key in secrets.api_keys for p in key.projects if p != ALL_PROJECTS)}
+    if secrets.default_project_id is not None:
+        named.add(secrets.default_project_id)
+    targets = {project_id: embedded_target(project_id) for project_id in sorted(named | {UNCONFIGURED_PROJECT})}
+    return ProjectTable(targets, secrets.default_project_id)
+
+
+def current_secrets(settings: Settings, source: SecretsSource | None, auth: AuthProvider | None) -> CurrentSecrets:
+    """The secrets in force: the file the settings loaded, or the secret manager's, fetched now."""
+    initial = settings.secrets
+    if settings.secrets_source != "file" and source is not None:
+        initial = load_at_start(source, SECRETS_START_WITHIN_S)
+    return CurrentSecrets(partial(secrets_snapshot, settings, auth), initial)
 
 
 def _base_url_policy(settings: Settings) -> BaseUrlPolicy:
@@ -140,21 +225,72 @@ def _base_url_policy(settings: Settings) -> BaseUrlPolicy:
         raise ConfigError(f"ALLOWED_BASE_URLS: {exc}") from exc
 
 
+def build_spool(settings: Settings, store: RolloutStore) -> SpanSpool:
+    """The trace spool beside the rollout store: in Redis (shared, durable) or in memory."""
+    if isinstance(store, RedisRolloutStore):
+        return RedisSpanSpool(
+            store.client,
+            prefix=settings.redis_key_prefix,
+            max_bytes=settings.trace_spool_max_bytes,
+            ttl_s=settings.redis_key_ttl_s,
+            timeout_s=settings.redis_timeout_s * 2,
+        )
+    return MemorySpanSpool(max_bytes=settings.trace_spool_max_bytes)
+
+
+def start_tracing(
+    settings: Settings,
+    projects: ProjectDirectory,
+    sanitizer: Sanitizer,
+    store: RolloutStore,
+    embedded: EmbeddedTraceStore,
+    *,
+    always: bool,
+) -> LangfuseTracing | None:
+    """The tracing logger and the delivery behind it, registered and running; None without
+    projects (unless ``always``). Spans of embedded-store targets go to its intake."""
+    if not projects.tracing_enabled and not always:
+        return None
+    delivery = TraceDelivery(
+        targets=projects.targets,
+        intake=EmbeddedOrLangfuseIntake(embedded, LangfuseOtlpIntake()),
+        spool=build_spool(settings, store),
+        codec=OtlpJsonCodec(),
+        tuning=DeliveryTuning(
+            max_batch_bytes=settings.trace_export_max_batch_bytes,
+            live_timeout_s=settings.tracing_export_timeout_ms / 1000,
+        ),
+    )
+    delivery.start()
+    tracing = LangfuseTracing(
+        delivery,
+        destination=projects.project_at,
+        redaction=sanitizer.span_redaction,
+        tuning=ExportTuning(queue_size=settings.tracing_queue_size, batch_delay_ms=settings.tracing_batch_delay_ms),
+    )
+    tracing.register()
+    return tracing
+
+
 def create_app(
     settings: Settings,
     *,
     llm: LlmClient | None = None,
     store_factory: StoreFactory = build_store,
+    log_store_factory: LogStoreFactory = build_log_store,
     trace_source_factory: TraceSourceFactory = build_trace_source,
     auth: AuthProvider | None = None,
 ) -> FastAPI:
     """Build the gateway. ``llm``/``store_factory``/``auth`` are seams for tests and embedders."""
-    projects = build_projects(settings)
+    secrets_source = build_secrets_source(settings)
+    secrets = current_secrets(settings, secrets_source, auth)
+    refresher = SecretsRefresher(secrets, secrets_source, settings.secrets_refresh_s)
+    projects = secrets.projects()
     models = ModelResolver(settings.catalog)
     base_urls = _base_url_policy(settings)
-    auth_provider = auth or build_auth(settings)
-    sanitizer = Sanitizer(settings.catalog, projects.public_keys())
-    sanitizer.warm_up([*settings.secrets.langfuse_keys, *settings.catalog.projects])
+    auth_provider = secrets.auth()
+    sanitizer = Sanitizer(settings.catalog)
+    sanitizer.warm_up([*secrets.snapshot.secrets.langfuse_keys, *settings.catalog.projects])
     catalog_settings = settings.catalog.litellm_settings
     policy = CompletionPolicy(
         trace_name=settings.trace_name,
@@ -167,21 +303,15 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         inner_store = store_factory(settings)
         store = GuardedStore(inner_store)
-        trace_source = trace_source_factory(settings, inner_store)
-        embedded: EmbeddedSink | None = None
-        if isinstance(trace_source, EmbeddedTraceStore):
-            embedded = EmbeddedSink(trace_source.ingest, asyncio.get_running_loop())
-            logger.warning("no Langfuse projects in %s: traces go to the embedded store", settings.secrets_path)
-        tracing = LangfuseTracing(
-            ExportTuning(
-                queue_size=settings.tracing_queue_size,
-                batch_delay_ms=settings.tracing_batch_delay_ms,
-                export_timeout_ms=settings.tracing_export_timeout_ms,
-            ),
-            redaction=sanitizer.span_redaction,
-            embedded=embedded,
-        )
-        tracing.register()
+        embedded = build_embedded_traces(settings, inner_store)
+        # A refresh of the secrets may bring the first project: then tracing runs from the start.
+        tracing = start_tracing(settings, projects, sanitizer, inner_store, embedded, always=refresher.enabled)
+        where = secrets_source.name if secrets_source is not None else settings.secrets_path
+        if tracing is None:
+            logger.warning("no Langfuse projects configured (%s): tracing is off", where)
+        elif not secrets.snapshot.secrets.langfuse_keys:
+            logger.warning("no Langfuse projects configured (%s): traces go to the embedded store", where)
+        trace_source = EmbeddedOrLangfuseSource(embedded, trace_source_factory(settings))
         governance = Governance(settings.catalog, settings.environment)
         owned: LiteLLMClient | None = None
         llm_client: LlmClient
@@ -205,6 +335,7 @@ def create_app(
             sanitizer=sanitizer,
             preparer=RequestPreparer(governance, PromptCache(trace_source, settings.prompt_cache_ttl_s)),
             cache=ResponseCache(store, settings.catalog.response_cache),
+            backlog=tracing.delivery if tracing is not None else None,
         )
         traces = TracesService(
             store=store,
@@ -214,6 +345,13 @@ def create_app(
             max_poll_interval_s=settings.traces_poll_max_interval_s,
         )
         scores = ScoresService(source=trace_source, auth=auth_provider, projects=projects)
+        logs = RolloutLogsService(
+            store=log_store_factory(settings, inner_store),
+            auth=auth_provider,
+            projects=projects,
+            sanitizer=sanitizer,
+            max_entry_bytes=settings.rollout_log_max_entry_bytes,
+        )
         services = Services(
             settings,
             completions,
@@ -221,19 +359,27 @@ def create_app(
             store,
             settings.catalog.public_model_names,
             scores,
-            span_counts=tracing.counters.snapshot,
+            logs,
+            span_counts=tracing.span_counts if tracing is not None else None,
+            delivery_report=tracing.delivery.report if tracing is not None else None,
         )
         app.state.services = services
         app.state.tracing = tracing
         store_watch = asyncio.create_task(store.watch(STORE_PROBE_INTERVAL_S), name="store-watch")
+        refresher.start()
         try:
             yield
         finally:
             services.shutting_down = True
             store_watch.cancel()
+            await refresher.aclose()
+            # One budget for everything tracing still holds: LiteLLM's logging, the processors,
+            # the delivery (what it cannot deliver in time is spooled).
+            deadline = time.monotonic() + settings.shutdown_flush_timeout_s
             if owned is not None:
-                await owned.drain(settings.shutdown_flush_timeout_s)
-            await tracing.aclose(settings.shutdown_flush_timeout_s)
+                await owned.drain(max(0.0, deadline - time.monotonic()))
+            if tracing is not None:
+                await tracing.aclose(deadline)
             await trace_source.aclose()
             await store.aclose()
             sanitizer.close()

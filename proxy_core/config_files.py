@@ -253,6 +253,43 @@ def load_secrets(path: Path, *, explicit: bool) -> SecretsFile:
         raise ConfigError(f"{path}: {_describe(exc)}") from exc
 
 
+class SecretsFileSource:
+    """The secrets file, read again by a refresh (a mounted Kubernetes Secret is updated in place
+    when the Secret changes). Once started, a missing file is an error, never "no secrets"."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    @property
+    def name(self) -> str:
+        return f"SECRETS_PATH {self._path}"
+
+    def load(self) -> SecretsFile:
+        return load_secrets(self._path, explicit=True)
+
+
+def parse_secrets(text: str, origin: str) -> SecretsFile:
+    """Secrets held as text outside a file (a secret manager's value): the secrets file's schema,
+    as YAML or JSON (JSON is YAML). ``origin`` names where the text came from in every error.
+
+    A YAML error is reported by its position only: the parser would quote the offending line,
+    and in a secret that line may be a key.
+    """
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise ConfigError(f"{origin} is not valid YAML or JSON: {problem}{where}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{origin} is not a mapping with the secrets file's keys (langfuse_keys, api_keys, …)")
+    try:
+        return SecretsFile.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {_describe(exc)}") from None
+
+
 def load_catalog(path: Path) -> ModelCatalog:
     """Load a LiteLLM-style model catalogue (``model_list`` and friends)."""
     try:

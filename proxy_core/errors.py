@@ -18,6 +18,7 @@ so nothing above the adapters needs to know those libraries.
     ├── UpstreamError                  provider status (4xx/5xx) or 502
     │   └── UpstreamTimeoutError       504
     ├── StoreUnavailableError          503 (+ Retry-After)
+    ├── TraceBacklogFullError          503 (+ Retry-After)
     ├── ShuttingDownError              503 (+ Retry-After)
     └── InternalError                  500
 """
@@ -152,7 +153,20 @@ class StoreUnavailableError(GatewayError):
     error_type = "api_error"
     default_code = "store_unavailable"
 
-    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+    def __init__(self, message: str, *, retry_after_s: int = 1, outcome_unknown: bool = False) -> None:
+        """``outcome_unknown``: the write may have reached the store before the failure (a timeout)."""
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+        self.outcome_unknown = outcome_unknown
+
+
+class TraceBacklogFullError(GatewayError):
+    """The project's trace spool is full: a rollout-tracked call could never be complete."""
+
+    status_code = 503
+    error_type = "api_error"
+    default_code = "trace_backlog_full"
+
+    def __init__(self, message: str, *, retry_after_s: int = 30) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 

@@ -1,8 +1,9 @@
 """The gateway's one retry policy: bounded attempts, a total deadline, jittered backoff, Retry-After.
 
-Every place that waits and tries again (polling Langfuse until a rollout's traces are all
-visible, and trace exporters delivering a batch) goes through ``retrying`` or its blocking twin,
-so backoff, deadlines and ``Retry-After`` handling are decided once. Built on tenacity.
+Every place that waits and tries again goes through ``retrying`` (polling Langfuse until a
+rollout's traces are all visible), its blocking twin (loading the secrets at start-up) or
+``backoff_s`` (replaying spooled trace spans, a loop that keeps its own schedule), so backoff and
+``Retry-After`` handling are decided once. Built on tenacity.
 """
 
 from __future__ import annotations
@@ -33,14 +34,25 @@ class RetryableError(Exception):
         self.retry_after_s = retry_after_s
 
 
+def backoff_s(attempt: int, *, base_s: float = 0.25, cap_s: float = 8.0, retry_after_s: float | None = None) -> float:
+    """The pause before try number ``attempt + 1``: exponential, equal jitter, at least ``Retry-After``.
+
+    Equal jitter spreads clients out but never waits zero; a server's requested pause wins when
+    it is longer. Used by ``retrying`` and by loops that keep their own schedule (trace replay).
+    """
+    step = min(cap_s, base_s * 2 ** max(0, attempt - 1))
+    delay = step / 2 + random.uniform(0, step / 2)
+    if retry_after_s is not None:
+        delay = max(delay, retry_after_s)
+    return float(delay)
+
+
 def _wait(base_s: float, cap_s: float, deadline: float) -> Callable[[RetryCallState], float]:
     def wait(state: RetryCallState) -> float:
-        step = min(cap_s, base_s * 2 ** (state.attempt_number - 1))
-        delay = step / 2 + random.uniform(0, step / 2)  # equal jitter: spread, but never zero
         outcome = state.outcome
         error = outcome.exception() if outcome is not None and outcome.failed else None
-        if isinstance(error, RetryableError) and error.retry_after_s is not None:
-            delay = max(delay, error.retry_after_s)
+        retry_after = error.retry_after_s if isinstance(error, RetryableError) else None
+        delay = backoff_s(state.attempt_number, base_s=base_s, cap_s=cap_s, retry_after_s=retry_after)
         return float(max(0.0, min(delay, deadline - time.monotonic())))
 
     return wait
@@ -82,24 +94,14 @@ def retrying(
     )
 
 
-def retrying_blocking(
-    *,
-    deadline: float,
-    base_s: float = 0.25,
-    cap_s: float = 8.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Retrying:
-    """The blocking twin of ``retrying`` for code on threads of its own (trace exporters).
-
-    Retries ``RetryableError`` until ``deadline``, then raises the last one; ``sleep`` may
-    raise to abandon the wait (an exporter shutting down).
-    """
+def retrying_blocking(*, deadline: float, base_s: float = 0.25, cap_s: float = 8.0) -> Retrying:
+    """The blocking twin of ``retrying`` for code on threads of its own (loading the secrets):
+    retries ``RetryableError`` until ``deadline``, then raises the last one."""
     return Retrying(
         stop=_StopAt(deadline),
         wait=_wait(base_s, cap_s, deadline),
         retry=retry_if_exception_type(RetryableError),
         reraise=True,
-        sleep=sleep,
     )
 
 

@@ -30,6 +30,7 @@ from proxy_core.config_files import ConfigError, ModelCatalog, SecretsFile, load
 from proxy_core.policy_config import EnvironmentName
 from proxy_core.production import production_problems
 
+SecretsSourceName = Literal["file", "aws-secretsmanager"]
 DEFAULT_LANGFUSE_HOST = "https://us.cloud.langfuse.com"
 DEFAULT_SECRETS_PATH = Path("proxy_core/secrets.yaml")
 DEFAULT_GATEWAY_CONFIG = Path("config_no_cache.yaml")
@@ -66,7 +67,8 @@ class Settings(BaseSettings):
     port: int = Field(default=4000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    graceful_shutdown_timeout_s: float = Field(default=30.0, gt=0)
+    # With SHUTDOWN_FLUSH_TIMEOUT_S, the whole stop fits in Kubernetes' default 30 s grace period.
+    graceful_shutdown_timeout_s: float = Field(default=15.0, gt=0)
     # Idle client connections stay open this long: longer than clients keep theirs (httpx and the
     # openai SDK: 5 s; load balancers: 60 s), so a client never sends on one the gateway closed.
     keep_alive_s: int = Field(default=75, ge=1, le=3600)
@@ -83,13 +85,27 @@ class Settings(BaseSettings):
     # at 0.5 s, a healthy Redis timed out under a full load of streams.
     redis_timeout_s: float = Field(default=2.0, gt=0, le=30)
 
-    # Tracing
+    # Remote rollouts' log records (/logs, /status), kept beside the rollout with its TTL
+    rollout_log_max_entry_bytes: int = Field(default=16_384, ge=512, le=1024 * 1024)
+    rollout_log_max_entries: int = Field(default=1000, ge=1, le=100_000)
+
+    # Secrets: a file (SECRETS_PATH) or a secret in AWS Secrets Manager, optionally re-read
+    secrets_source: SecretsSourceName = "file"
     secrets_path: Path = DEFAULT_SECRETS_PATH
+    secrets_aws_secret_id: str | None = Field(default=None, min_length=1, max_length=2048)
+    secrets_refresh_s: float | None = Field(default=None, ge=1, le=86_400)
+    # The standard AWS variable, which botocore itself does not read (only AWS_DEFAULT_REGION).
+    aws_region: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,32}$")
+
+    # Tracing
     langfuse_host: str = DEFAULT_LANGFUSE_HOST
     trace_name: str = Field(default="chat-completion", min_length=1, max_length=200)
     tracing_queue_size: int = Field(default=8192, ge=64)
     tracing_batch_delay_ms: int = Field(default=1000, ge=10)
-    tracing_export_timeout_ms: int = Field(default=10_000, ge=100)
+    # A live post to Langfuse that takes longer is given up and its spans spooled (then replayed).
+    tracing_export_timeout_ms: int = Field(default=2000, ge=100, le=60_000)
+    trace_export_max_batch_bytes: int = Field(default=3 * 1024 * 1024, ge=64 * 1024)
+    trace_spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     shutdown_flush_timeout_s: float = Field(default=5.0, gt=0, le=120)
     # Without Langfuse projects, traces go to the embedded store: in Redis when it is configured,
     # else in process, where this bounds what it holds (the oldest traces go first).
@@ -155,9 +171,28 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_secrets_source(self) -> Settings:
+        """Each source's variables belong to it alone: a variable of the other source is a
+        forgotten ``SECRETS_SOURCE``, which would otherwise start the gateway without its keys."""
+        if self.secrets_source == "aws-secretsmanager":
+            if self.secrets_aws_secret_id is None:
+                raise ConfigError("SECRETS_SOURCE=aws-secretsmanager needs SECRETS_AWS_SECRET_ID")
+            if "secrets_path" in self.model_fields_set:
+                raise ConfigError("SECRETS_PATH is set but SECRETS_SOURCE=aws-secretsmanager: set one of them")
+        elif self.secrets_aws_secret_id is not None:
+            raise ConfigError(
+                "SECRETS_AWS_SECRET_ID is set but SECRETS_SOURCE is file: set SECRETS_SOURCE=aws-secretsmanager"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _load_files(self) -> Settings:
-        """Read the secrets file and the model catalogue, unless they were given directly."""
-        if "secrets" not in self.model_fields_set:
+        """Read the secrets file and the model catalogue, unless they were given directly.
+
+        A secret in AWS Secrets Manager is fetched by the application (``create_app``), which
+        owns the adapters; its production checks run there, once it is loaded.
+        """
+        if "secrets" not in self.model_fields_set and self.secrets_source == "file":
             explicit = "secrets_path" in self.model_fields_set
             object.__setattr__(self, "secrets", load_secrets(self.secrets_path, explicit=explicit))
         if "catalog" not in self.model_fields_set:
@@ -166,7 +201,7 @@ class Settings(BaseSettings):
                 catalog_path = DEFAULT_GATEWAY_CONFIG
             if catalog_path is not None:
                 object.__setattr__(self, "catalog", load_catalog(catalog_path))
-        if self.environment == "production":
+        if self.environment == "production" and self.secrets_source == "file":
             problems = production_problems(self.secrets, self.catalog)
             if problems:
                 raise ConfigError("refusing to start in production: " + "; ".join(problems))

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 import redis.asyncio
+
+if TYPE_CHECKING:
+    from tests.fakes.aws import MotoServer
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -39,3 +43,12 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
     client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto's AWS emulator on loopback, started once for the tests that use it."""
+    from tests.fakes.aws import MotoServer
+
+    with MotoServer(tmp_path_factory.mktemp("moto")) as server:
+        yield server

@@ -13,8 +13,11 @@ Where the spans live is a ``TraceBackend``: in process (``MemoryTraceBackend``, 
 and by the rollout TTL) or in Redis (``redis_traces.RedisTraceBackend``, shared by workers). Each
 project's traces are kept apart, keyed by the project id the export's credentials name.
 
-The pipeline reaches the store through ordinary trace targets (``LangfuseTarget``) whose host is
+Projects reach the store through ordinary trace targets (``LangfuseTarget``) whose host is
 ``EMBEDDED_HOST``, a name that can never resolve, and whose public key carries the project id.
+The trace delivery posts their span batches to ``EmbeddedOrLangfuseIntake`` and the services read
+through ``EmbeddedOrLangfuseSource``: each sends a target to the embedded store or to Langfuse by
+its host, so Langfuse projects a refresh of the secrets brings take over without a restart.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from proxy_core.adapters.trace_mapping import entry_tags, span_entry, trace_reco
 from proxy_core.retry import RetryableError
 from proxy_core.services.llm import LangfuseTarget
 from proxy_core.services.prompts import PromptRef
-from proxy_core.services.trace_source import INSERTION_TAG, TraceRecord, TracingBackendError
+from proxy_core.services.trace_ports import IntakeRejectedError, IntakeUnavailableError, TraceIntake
+from proxy_core.services.trace_source import INSERTION_TAG, TraceRecord, TraceSource, TracingBackendError
 
 logger = logging.getLogger("proxy_core.tracing")
 
@@ -244,3 +248,59 @@ class MemoryTraceBackend:
                 index.pop(trace_id, None)
                 if not index:
                     del self._tagged[(project_id, tag)]
+
+
+def _embedded(target: LangfuseTarget) -> bool:
+    return target.host == EMBEDDED_HOST
+
+
+class EmbeddedOrLangfuseIntake:
+    """Implements ``TraceIntake``: embedded-store targets to its ``ingest``, others to Langfuse."""
+
+    def __init__(self, store: EmbeddedTraceStore, langfuse: TraceIntake) -> None:
+        self._store = store
+        self._langfuse = langfuse
+
+    async def post(self, target: LangfuseTarget, body: bytes, *, timeout_s: float) -> None:
+        if not _embedded(target):
+            return await self._langfuse.post(target, body, timeout_s=timeout_s)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._store.ingest(target.project_id, body)
+        except TracingBackendError as exc:  # a malformed batch: resending it changes nothing
+            raise IntakeRejectedError(str(exc)) from exc
+        except (RetryableError, TimeoutError) as exc:  # Redis away or slow: spooled, replayed later
+            raise IntakeUnavailableError(f"the embedded trace store: {exc or type(exc).__name__}") from exc
+        return None
+
+    async def aclose(self) -> None:
+        await self._langfuse.aclose()  # the store is closed with the trace source that reads it
+
+
+class EmbeddedOrLangfuseSource:
+    """Implements ``TraceSource``: embedded-store targets read the store, others Langfuse."""
+
+    def __init__(self, store: EmbeddedTraceStore, langfuse: TraceSource) -> None:
+        self._store = store
+        self._langfuse = langfuse
+
+    def _for(self, target: LangfuseTarget) -> TraceSource:
+        return self._store if _embedded(target) else self._langfuse
+
+    async def rollout_traces(
+        self, target: LangfuseTarget, tags: tuple[str, ...], *, deadline: float
+    ) -> list[TraceRecord]:
+        return await self._for(target).rollout_traces(target, tags, deadline=deadline)
+
+    async def trace_exists(self, target: LangfuseTarget, trace_id: str, *, deadline: float) -> bool:
+        return await self._for(target).trace_exists(target, trace_id, deadline=deadline)
+
+    async def create_score(self, target: LangfuseTarget, score: dict[str, Any], *, deadline: float) -> str | None:
+        return await self._for(target).create_score(target, score, deadline=deadline)
+
+    async def fetch_prompt(self, target: LangfuseTarget, ref: PromptRef, *, deadline: float) -> dict[str, Any] | None:
+        return await self._for(target).fetch_prompt(target, ref, deadline=deadline)
+
+    async def aclose(self) -> None:
+        await self._langfuse.aclose()
+        await self._store.aclose()

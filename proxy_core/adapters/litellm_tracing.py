@@ -1,20 +1,20 @@
 """Langfuse tracing through LiteLLM's ``langfuse_otel`` logger, owned by the application.
 
-LiteLLM builds one OTLP exporter per set of per-request Langfuse credentials. This adapter
-subclasses its logger to control those spans and exporters:
+LiteLLM builds one span processor per set of per-request Langfuse credentials. This adapter
+subclasses its logger to control those spans and processors:
 
 * spans of calls that carry no project credentials are discarded, never printed to stdout
   (LiteLLM's fallback is a console exporter that would write prompts into the gateway's logs);
 * each span's attributes are written by the gateway (``langfuse_span_attributes``): the fields
   Langfuse reads, once, instead of LiteLLM's two overlapping mappings;
-* each project's exporter is the gateway's OTLP/JSON exporter (``otlp_json``: a fifth of the
-  protobuf encoder's CPU, the project's export-stage redaction applied while encoding), with an
-  explicit queue size and batch delay, wrapped so the gateway counts what it handed to the
-  exporter, what Langfuse accepted and what failed — trace loss becomes a number, not a silence;
-* trace targets in the embedded trace store get ``embedded_export``'s exporter in place of the
-  HTTP one (same encoding, redaction, queue and counts);
-* shutdown force-flushes every project's queue within a bounded time, because uvicorn re-raises
-  SIGTERM after a graceful stop and anything still queued would otherwise be lost.
+* each project's processor batches its spans and hands them, encoded as OTLP/JSON with the
+  project's export-stage redaction applied (``otlp_json``), to the trace delivery
+  (``services.trace_delivery``), which posts, spools and replays them: no span is dropped for
+  an unavailable Langfuse, and every step is counted (``span_processing``);
+* a call abandoned after the provider was called still gets a span (``log_abandoned``);
+* shutdown drains LiteLLM's logging, flushes every project's processor into the delivery and
+  closes the delivery within one deadline, because uvicorn re-raises SIGTERM after a graceful
+  stop and anything left in memory would be lost.
 """
 
 from __future__ import annotations
@@ -24,122 +24,41 @@ import base64
 import contextlib
 import datetime
 import logging
-import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import litellm
 from litellm.integrations.langfuse.langfuse_otel import LangfuseOtelLogger
 from litellm.integrations.opentelemetry import LITELLM_TRACER_NAME, OpenTelemetryConfig
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    SimpleSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
-)
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from proxy_core.adapters.embedded_export import EmbeddedSink
 from proxy_core.adapters.langfuse_span_attributes import generation_attributes
-from proxy_core.adapters.otlp_json import OtlpJsonExporter, RedactorFactory
+from proxy_core.adapters.otlp_json import SpanHandoffExporter
+from proxy_core.adapters.span_processing import CountingBatchProcessor, DiscardingExporter, SpanCounters
 from proxy_core.adapters.span_redaction import SpanRedactor
 from proxy_core.services.sanitizer import SpanRedaction
+from proxy_core.services.trace_delivery import TraceDelivery
 
 logger = logging.getLogger("proxy_core.tracing")
 T = TypeVar("T")
-# How long shutdown waits for the exporters to stop once their flush is over.
+# How long shutdown waits for the span processors to stop once their flush is over.
 PROVIDER_SHUTDOWN_S = 1.0
-# The longest a span waits for its batch when it goes to the embedded trace store.
-EMBEDDED_BATCH_DELAY_MS = 100
+OTLP_SUFFIX = "/api/public/otel/v1/traces"
 
 
 @dataclass(frozen=True, slots=True)
 class ExportTuning:
     queue_size: int = 8192
     batch_delay_ms: int = 1000
-    export_timeout_ms: int = 10_000
 
 
-class SpanCounters:
-    """Thread-safe counts of spans by outcome; exporters run on their own threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        # queued: handed to a project's exporter queue; each then ends exported, failed or dropped.
-        self._counts: dict[str, int] = {"queued": 0, "exported": 0, "failed": 0, "dropped": 0, "discarded": 0}
-
-    def add(self, outcome: str, count: int) -> None:
-        with self._lock:
-            self._counts[outcome] = self._counts.get(outcome, 0) + count
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-
-class _CountingExporter(SpanExporter):
-    """Delegates to the OTLP exporter and counts the outcome of every batch."""
-
-    def __init__(self, inner: SpanExporter, counters: SpanCounters) -> None:
-        self._inner = inner
-        self._counters = counters
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self._inner.export(spans)
-        except Exception:
-            self._counters.add("failed", len(spans))
-            logger.warning("trace export raised; %d spans lost", len(spans), exc_info=True)
-            return SpanExportResult.FAILURE
-        if result is SpanExportResult.SUCCESS:
-            self._counters.add("exported", len(spans))
-        else:
-            self._counters.add("failed", len(spans))
-            logger.warning("Langfuse rejected or did not answer a trace batch; %d spans lost", len(spans))
-        return result
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
-# The SDK's default; a smaller TRACING_QUEUE_SIZE lowers it too (the SDK refuses a batch larger
-# than its queue, and LiteLLM would then fail every span with a traceback).
-MAX_EXPORT_BATCH = 512
-
-
-class _CountingBatchProcessor(BatchSpanProcessor):
-    """A batch processor that counts the spans it drops because its queue is full.
-
-    The SDK only logs "Queue full, dropping Span" and its own metrics go nowhere here; counted,
-    the loss shows in ``/ready`` and in the shutdown line like every other outcome.
-    """
-
-    def __init__(self, exporter: SpanExporter, counters: SpanCounters, tuning: ExportTuning) -> None:
-        super().__init__(
-            exporter,
-            max_queue_size=tuning.queue_size,
-            max_export_batch_size=min(MAX_EXPORT_BATCH, tuning.queue_size),
-            schedule_delay_millis=tuning.batch_delay_ms,
-            export_timeout_millis=tuning.export_timeout_ms,
-        )
-        self._counters = counters
-        self._capacity = tuning.queue_size
-
-    def on_end(self, span: ReadableSpan) -> None:
-        self._counters.add("queued", 1)
-        if len(self._batch_processor._queue) >= self._capacity:  # the SDK's own test for a drop
-            self._counters.add("dropped", 1)
-        super().on_end(span)
-
-
+# Which configured project a Langfuse destination (host, public key) belongs to.
+DestinationLookup = Callable[[str, str], str | None]
 RedactionLookup = Callable[[str], SpanRedaction | None]
 
 
@@ -153,63 +72,51 @@ def _public_key(headers: dict[str, str]) -> str:
     return ""
 
 
-class _DiscardingExporter(SpanExporter):
-    """Receives spans of calls with no project; counts and drops them."""
-
-    def __init__(self, counters: SpanCounters) -> None:
-        self._counters = counters
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self._counters.add("discarded", len(spans))
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        return None
-
-
 class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
     """LiteLLM's Langfuse logger with the exporters built by the gateway."""
 
     def __init__(
-        self, tuning: ExportTuning, counters: SpanCounters, redaction: RedactionLookup, embedded: EmbeddedSink | None
+        self,
+        tuning: ExportTuning,
+        counters: SpanCounters,
+        destination: DestinationLookup,
+        redaction: RedactionLookup,
+        delivery: TraceDelivery,
     ) -> None:
         self._tuning = tuning
-        self._embedded = embedded
         self._counters = counters
+        self._destination = destination
         self._redaction = redaction
-        self._exporters: list[OtlpJsonExporter] = []
-        self._exporters_lock = threading.Lock()
+        self._delivery = delivery
         self._tracers: dict[str, tuple[Any, Any]] = {}  # LiteLLM's cache key -> (provider, its tracer)
         # Calls whose details the gateway may need if they are abandoned: call id -> LiteLLM's
         # call details once its request is about to be sent (None before that).
         self._watched: dict[str, dict[str, Any] | None] = {}
         config = OpenTelemetryConfig(
-            exporter=_DiscardingExporter(counters), service_name="proxy-core", skip_set_global=True
+            exporter=DiscardingExporter(counters), service_name="proxy-core", skip_set_global=True
         )
         super().__init__(config=config, callback_name="langfuse_otel")
 
     def _get_span_processor(
         self, dynamic_headers: Any = None, config_override: OpenTelemetryConfig | None = None
     ) -> Any:
-        if config_override is None or config_override.exporter != "otlp_http" or not config_override.endpoint:
-            return SimpleSpanProcessor(_DiscardingExporter(self._counters))
-        headers = self._get_headers_dictionary(headers=dynamic_headers or config_override.headers)
-        endpoint = self._normalize_otel_endpoint(config_override.endpoint, "traces")
-        public_key = _public_key(headers)
-        redaction = self._redaction(public_key)
-        new_redactor: RedactorFactory = (lambda: SpanRedactor(redaction)) if redaction is not None else (lambda: None)
-        timeout_s = self._tuning.export_timeout_ms / 1000
-        exporter: SpanExporter
-        tuning = self._tuning
-        if self._embedded is not None and self._embedded.serves(endpoint):
-            exporter = self._embedded.exporter(public_key, timeout_s, new_redactor)
-            # No network round trip to amortise: a short delay makes traces readable sooner.
-            tuning = replace(tuning, batch_delay_ms=min(tuning.batch_delay_ms, EMBEDDED_BATCH_DELAY_MS))
-        else:
-            exporter = http_exporter = OtlpJsonExporter(endpoint, headers, timeout_s, new_redactor)
-            with self._exporters_lock:
-                self._exporters.append(http_exporter)
-        return _CountingBatchProcessor(_CountingExporter(exporter, self._counters), self._counters, tuning)
+        """One project's processor: its spans, redacted by its own rules, go to the delivery."""
+        project_id = None
+        if config_override is not None and config_override.exporter == "otlp_http" and config_override.endpoint:
+            headers = self._get_headers_dictionary(headers=dynamic_headers or config_override.headers)
+            endpoint = self._normalize_otel_endpoint(config_override.endpoint, "traces")
+            project_id = self._destination(endpoint.removesuffix(OTLP_SUFFIX), _public_key(headers))
+        if project_id is None:
+            return SimpleSpanProcessor(DiscardingExporter(self._counters))
+        redaction = self._redaction(project_id)
+        exporter = SpanHandoffExporter(
+            project_id,
+            self._delivery.submit_threadsafe,
+            (lambda: SpanRedactor(redaction)) if redaction is not None else (lambda: None),
+        )
+        return CountingBatchProcessor(
+            exporter, self._counters, queue_size=self._tuning.queue_size, batch_delay_ms=self._tuning.batch_delay_ms
+        )
 
     def _cached_dynamic_tracer(self, cache_key: str, build: Callable[[], Any], owns_exporter: bool) -> Any:
         """LiteLLM's cached provider for ``cache_key``, with its tracer made once.
@@ -270,13 +177,6 @@ class _GatewayLangfuseLogger(LangfuseOtelLogger):  # type: ignore[misc]
         with self._tracer_provider_cache_lock:
             return [entry.provider for entry in self._tracer_provider_cache.values()]
 
-    def end_exports_by(self, deadline: float) -> None:
-        """Make every project's exporter give up at ``deadline`` (``math.inf``: no limit)."""
-        with self._exporters_lock:
-            exporters = list(self._exporters)
-        for exporter in exporters:
-            exporter.end_exports_by(deadline)
-
 
 class CallAbandonedError(Exception):
     """Recorded on the span of a call that ended before its answer was complete."""
@@ -292,17 +192,27 @@ class LangfuseTracing:
 
     def __init__(
         self,
-        tuning: ExportTuning | None = None,
+        delivery: TraceDelivery,
+        *,
+        destination: DestinationLookup,
         redaction: RedactionLookup | None = None,
-        embedded: EmbeddedSink | None = None,
+        tuning: ExportTuning | None = None,
     ) -> None:
-        """``redaction`` maps a project's public key to its export-stage redactors; ``embedded``
-        takes the spans of trace targets in the embedded store instead of an HTTP exporter."""
+        """``destination`` names the project a Langfuse host and public key belong to;
+        ``redaction`` gives a project's export-stage redaction (None: PII is off for it)."""
         self.counters = SpanCounters()
+        self.delivery = delivery
         self._logger = _GatewayLangfuseLogger(
-            tuning or ExportTuning(), self.counters, redaction or (lambda _key: None), embedded
+            tuning or ExportTuning(), self.counters, destination, redaction or (lambda _project: None), delivery
         )
         self._registered = False
+
+    def span_counts(self) -> dict[str, int]:
+        """What happened to spans since start-up: the processors' steps, then the delivery's
+        (``dropped`` counts both a full processor queue and a full spool)."""
+        processed = self.counters.snapshot()
+        delivered = self.delivery.totals()
+        return {**processed, **delivered, "dropped": processed["dropped"] + delivered["dropped"]}
 
     def register(self) -> None:
         """Make LiteLLM send every call's callbacks to this logger (once, at start-up)."""
@@ -336,61 +246,45 @@ class LangfuseTracing:
         start = details.get("start_time") or datetime.datetime.now()
         await self._logger.async_log_failure_event(details, None, start, datetime.datetime.now())
 
-    async def flush(self, timeout_s: float) -> bool:
-        """Export every queued span, bounded by ``timeout_s`` overall; True when all were sent.
+    async def flush(self, deadline: float) -> bool:
+        """Hand every span still in memory to the delivery by ``deadline``; True when all were.
 
         LiteLLM builds spans in callbacks queued on its logging worker after a call returns, so
-        that queue is drained first; then each project's exporter queue is flushed.
+        that queue is drained first; then each project's processor is flushed into the delivery
+        (its exporter only encodes, so this takes milliseconds, not network round trips).
         """
-        deadline = time.monotonic() + timeout_s
         try:
-            await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), timeout=timeout_s)
+            await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), timeout=max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            logger.warning("tracing callbacks still pending after %.1fs; their spans may be lost", timeout_s)
-        flushed = await _within(max(0.0, deadline - time.monotonic()), self._flush_blocking, deadline)
-        return bool(flushed)
+            logger.warning("tracing callbacks were still pending at the shutdown deadline; their spans are lost")
+        return bool(await _within(max(0.0, deadline - time.monotonic()), self._flush_blocking, deadline))
 
     def _flush_blocking(self, deadline: float) -> bool:
-        """Flush every provider by ``deadline``; True only when nothing failed or was left.
-
-        The SDK's ``force_flush`` ignores its timeout and exports the whole queue batch after
-        batch, so the exporters themselves are told when to give up: past the deadline a batch
-        fails at once (and is counted), and shutdown takes ``SHUTDOWN_FLUSH_TIMEOUT_S`` at most.
-        """
-        failed_before = self.counters.snapshot()["failed"]
         complete = True
-        self._logger.end_exports_by(deadline)
-        try:
-            for provider in self._logger.providers():
-                remaining_ms = int((deadline - time.monotonic()) * 1000)
-                if remaining_ms <= 0 or not provider.force_flush(remaining_ms):
-                    complete = False
-        finally:
-            self._logger.end_exports_by(math.inf)
-        return complete and time.monotonic() < deadline and self.counters.snapshot()["failed"] == failed_before
+        for provider in self._logger.providers():
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0 or not provider.force_flush(remaining_ms):
+                complete = False
+        return complete
 
-    async def aclose(self, timeout_s: float) -> None:
-        """Flush, then stop the exporters and detach the logger from LiteLLM."""
-        flushed = await self.flush(timeout_s)
+    async def aclose(self, deadline: float) -> None:
+        """Flush into the delivery, close it (spooling what it could not deliver), stop the
+        processors and detach the logger from LiteLLM; all by ``deadline`` (``time.monotonic``)."""
+        flushed = await self.flush(deadline)
+        await self.delivery.close(deadline)
         if self._registered:
             litellm.logging_callback_manager.remove_callback_from_all_lists(self._logger)
             self._registered = False
-        self._logger.end_exports_by(time.monotonic())  # the flush is over: nothing may hold shutdown up
         if await _within(PROVIDER_SHUTDOWN_S, self._shutdown_providers) is None:
-            logger.warning("an export still in flight was left behind at shutdown")
+            logger.warning("a span processor did not stop in time at shutdown")
         counts = self.counters.snapshot()
-        left = counts["queued"] - counts["exported"] - counts["failed"] - counts["dropped"]
-        if left > 0:  # still queued, or in an export that outlived the flush: lost with the process
-            logger.warning("%d spans were still queued or in flight when tracing stopped; they are lost", left)
-            self.counters.add("failed", left)
-            counts = self.counters.snapshot()
+        left = counts["ended"] - counts["handed"] - counts["unexported"] - counts["dropped"]
+        if left > 0:  # still in a processor's queue: lost with the process
+            logger.warning("%d spans were still queued when tracing stopped; they are lost", left)
+            self.counters.add("unexported", left)
         logger.info(
-            "tracing stopped: queued=%d exported=%d failed=%d dropped=%d discarded=%d flushed_all=%s",
-            counts["queued"],
-            counts["exported"],
-            counts["failed"],
-            counts["dropped"],
-            counts["discarded"],
+            "tracing stopped: %s flushed_all=%s",
+            " ".join(f"{name}={count}" for name, count in self.span_counts().items()),
             flushed,
         )
 

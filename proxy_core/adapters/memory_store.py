@@ -18,6 +18,7 @@ class MemoryRolloutStore:
         self._ttl_s = ttl_s
         self._sets: dict[tuple[str, str], tuple[set[str], float]] = {}
         self._usage: dict[tuple[str, str], Usage] = {}
+        self._voided: set[tuple[str, str, str]] = set()
         self._cache: dict[tuple[str, str], tuple[bytes, float]] = {}
 
     def _live(self, project_id: str, rollout_id: str) -> tuple[set[str], float] | None:
@@ -29,6 +30,8 @@ class MemoryRolloutStore:
         return entry
 
     async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None:
+        if (project_id, rollout_id, insertion_id) in self._voided:
+            return
         entry = self._live(project_id, rollout_id)
         members = entry[0] if entry else set()
         members.add(insertion_id)
@@ -40,6 +43,13 @@ class MemoryRolloutStore:
                 total.completion_tokens + usage.completion_tokens,
                 (total.cost_usd or 0.0) + (usage.cost_usd or 0.0),
             )
+
+    async def void(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None:
+        """A write in process memory never has an unknown outcome; kept for the port's contract."""
+        self._voided.add((project_id, rollout_id, insertion_id))
+        entry = self._live(project_id, rollout_id)
+        if entry is not None:
+            entry[0].discard(insertion_id)
 
     async def insertion_ids(self, project_id: str, rollout_id: str) -> set[str]:
         entry = self._live(project_id, rollout_id)

@@ -1,4 +1,4 @@
-"""OTLP/HTTP trace export with JSON bodies, redacting values as they are encoded.
+"""Spans as OTLP/JSON, redacted as they are encoded, one span per fragment.
 
 Langfuse's intake (``/api/public/otel/v1/traces``) accepts OTLP/HTTP with protobuf or JSON
 bodies. OpenTelemetry's Python protobuf encoder builds one message object per attribute, about
@@ -8,32 +8,26 @@ project's export-stage redaction is applied to each value as it is written, inst
 copy of every span.
 
 Encoding follows the OTLP/JSON mapping: ids are lowercase hex, enums integers, 64-bit integers
-decimal strings, field names lowerCamelCase. Delivery follows the OTLP/HTTP exporter
-specification: a 2xx is success; 429, 502, 503, 504 and transport errors are retried with
-jittered exponential backoff (``Retry-After`` honoured) until the export timeout; any other
-answer fails the batch at once. Shutdown cuts a pending backoff short.
+decimal strings, field names lowerCamelCase. Each span becomes one fragment (a ``ResourceSpans``
+object of its own), which the trace delivery keeps, spools and joins into request bodies
+(``OtlpJsonCodec``) without decoding it again; the exporter (``SpanHandoffExporter``) only
+encodes and hands over, so no batch processor thread ever waits on the network.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import httpx
 import orjson
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from proxy_core.adapters.span_redaction import SpanRedactor
-from proxy_core.retry import RetryableError, retrying_blocking
+from proxy_core.adapters.span_redaction import TAGS_ATTRIBUTE, SpanRedactor
 
 logger = logging.getLogger("proxy_core.tracing")
 
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 RedactorFactory = Callable[[], SpanRedactor | None]
 
 
@@ -104,97 +98,100 @@ def _span(span: ReadableSpan, redactor: SpanRedactor | None) -> dict[str, Any]:
     return encoded
 
 
-def encode_spans(spans: Iterable[ReadableSpan], new_redactor: RedactorFactory = lambda: None) -> bytes:
-    """One ``ExportTraceServiceRequest`` as OTLP/JSON, spans grouped by resource and scope."""
-    resources: dict[int, tuple[Any, dict[int, tuple[Any, list[dict[str, Any]]]]]] = {}
-    for span in spans:
-        _resource, scopes = resources.setdefault(id(span.resource), (span.resource, {}))
-        _scope, encoded = scopes.setdefault(id(span.instrumentation_scope), (span.instrumentation_scope, []))
-        encoded.append(_span(span, new_redactor()))
-    resource_spans = []
-    for resource, scopes in resources.values():
-        scope_spans = []
-        for scope, encoded in scopes.values():
-            scope_doc = {"name": scope.name, "version": scope.version or ""} if scope is not None else {}
-            scope_spans.append({"scope": scope_doc, "spans": encoded})
-        attributes = _attributes(resource.attributes if resource is not None else None, None)
-        resource_spans.append({"resource": {"attributes": attributes}, "scopeSpans": scope_spans})
-    return orjson.dumps({"resourceSpans": resource_spans})
+def _resource_spans(resource: Any, scope: Any, spans: list[dict[str, Any]]) -> dict[str, Any]:
+    scope_doc = {"name": scope.name, "version": scope.version or ""} if scope is not None else {}
+    attributes = _attributes(resource.attributes if resource is not None else None, None)
+    return {"resource": {"attributes": attributes}, "scopeSpans": [{"scope": scope_doc, "spans": spans}]}
 
 
-class _RejectedError(Exception):
-    """An answer that retrying will not change (bad credentials, malformed batch) or a shutdown."""
+def encode_fragment(span: ReadableSpan, redactor: SpanRedactor | None) -> bytes:
+    """One span as one OTLP/JSON ``ResourceSpans`` object: the unit the delivery keeps and joins.
+
+    Repeating the (few) resource attributes per span lets any set of fragments be joined into a
+    valid request body without decoding them (``OtlpJsonCodec.body``).
+    """
+    return orjson.dumps(_resource_spans(span.resource, span.instrumentation_scope, [_span(span, redactor)]))
 
 
-def _retry_after_s(response: httpx.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        return None
+# A cut value keeps at least this many characters; a span whose values are all this short cannot shrink.
+MIN_KEPT_CHARACTERS = 1024
+# Room for the mark a cut leaves: a value no longer than the minimum plus this is never cut again.
+CUT_MARK_ROOM = 128
+# Never cut: /traces finds a rollout's traces by these tags.
+UNCUT_ATTRIBUTES = frozenset({TAGS_ATTRIBUTE})
 
 
-class OtlpJsonExporter(SpanExporter):
-    """Posts span batches to one OTLP/HTTP endpoint as JSON (module docstring)."""
+def _cut(text: str, limit: int) -> str:
+    return f"{text[:limit]}... [cut by the gateway: {len(text) - limit} of {len(text)} characters removed]"
+
+
+class OtlpJsonCodec:
+    """Implements ``SpanCodec`` for fragments made by ``encode_fragment``."""
+
+    def body(self, fragments: Sequence[bytes]) -> bytes:
+        return b'{"resourceSpans":[' + b",".join(fragments) + b"]}"
+
+    def shrink(self, fragment: bytes) -> bytes | None:
+        """Cut every string longer than a quarter of the longest one (at least
+        ``MIN_KEPT_CHARACTERS`` kept), marking each cut; None when no string is long enough."""
+        document = orjson.loads(fragment)
+        shortest_cut = MIN_KEPT_CHARACTERS + CUT_MARK_ROOM
+        long = [(holder, key) for holder, key in _strings(document) if len(holder[key]) > shortest_cut]
+        if not long:
+            return None
+        limit = max(MIN_KEPT_CHARACTERS, max(len(holder[key]) for holder, key in long) // 4)
+        for holder, key in long:
+            if len(holder[key]) > limit + CUT_MARK_ROOM:
+                holder[key] = _cut(holder[key], limit)
+        return orjson.dumps(document)
+
+
+def _strings(document: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
+    """Where a fragment's span holds strings: attribute values (its own and its events') and its
+    status message, as (holder, key) pairs."""
+    for scope_spans in document.get("scopeSpans", ()):
+        for span in scope_spans.get("spans", ()):
+            attributes = list(span.get("attributes", ()))
+            for event in span.get("events", ()):
+                attributes += event.get("attributes", ())
+            for attribute in attributes:
+                value = attribute.get("value") or {}
+                if attribute.get("key") not in UNCUT_ATTRIBUTES and isinstance(value.get("stringValue"), str):
+                    yield value, "stringValue"
+            status = span.get("status") or {}
+            if isinstance(status.get("message"), str):
+                yield status, "message"
+
+
+class SpanHandoffExporter(SpanExporter):
+    """Encodes each span of a batch (redacted) and hands the fragments to the delivery at once.
+
+    Runs on the batch processor's thread and never waits on the network: delivery, retries and
+    the spool belong to the trace delivery on the event loop. A batch that cannot be redacted is
+    dropped (never exported unredacted), and so is one the delivery can no longer take (the
+    event loop has stopped); both are logged and counted by the caller.
+    """
 
     def __init__(
-        self, endpoint: str, headers: Mapping[str, str], timeout_s: float, new_redactor: RedactorFactory
+        self, project_id: str, deliver: Callable[[str, list[bytes]], bool], new_redactor: RedactorFactory
     ) -> None:
-        self._endpoint = endpoint
-        self._timeout_s = timeout_s
+        self._project_id = project_id
+        self._deliver = deliver
         self._new_redactor = new_redactor
-        self._stopping = threading.Event()
-        self._end_by = math.inf
-        self._client = httpx.Client(headers={**headers, "content-type": "application/json"}, timeout=timeout_s)
-
-    def end_exports_by(self, deadline: float) -> None:
-        """From now on every export, retries included, ends by ``deadline`` (``time.monotonic``).
-
-        Shutdown sets it: the SDK's flush exports its whole queue with no regard for time, so a
-        slow or dead Langfuse would otherwise hold the process for one export timeout per batch.
-        """
-        self._end_by = deadline
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        deadline = min(time.monotonic() + self._timeout_s, self._end_by)
-        if self._stopping.is_set() or deadline <= time.monotonic():
-            return SpanExportResult.FAILURE
         try:
-            body = encode_spans(spans, self._new_redactor)
+            fragments = [encode_fragment(span, self._new_redactor()) for span in spans]
         except Exception:
-            # Never export unredacted: a batch that cannot be redacted (or encoded) is dropped.
             logger.error("span redaction or encoding failed; %d spans dropped", len(spans), exc_info=True)
             return SpanExportResult.FAILURE
-        try:
-            for attempt in retrying_blocking(deadline=deadline, sleep=self._pause):
-                with attempt:
-                    self._post(body, deadline)
-        except RetryableError as exc:
-            logger.warning("trace export gave up after retries: %s", exc)
-            return SpanExportResult.FAILURE
-        except _RejectedError as exc:
-            logger.warning("trace export rejected: %s", exc)
+        if not self._deliver(self._project_id, fragments):
+            logger.error("%d spans of project %r arrived after trace delivery stopped", len(spans), self._project_id)
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
-    def _post(self, body: bytes, deadline: float) -> None:
-        timeout = max(0.1, min(self._timeout_s, deadline - time.monotonic()))
-        try:
-            response = self._client.post(self._endpoint, content=body, timeout=timeout)
-        except httpx.TransportError as exc:
-            raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
-        if response.is_success:
-            return
-        if response.status_code in RETRYABLE_STATUSES:
-            raise RetryableError(f"HTTP {response.status_code}", retry_after_s=_retry_after_s(response))
-        raise _RejectedError(f"HTTP {response.status_code}: {response.text[:200]}")
-
-    def _pause(self, seconds: float) -> None:
-        if self._stopping.wait(seconds):
-            raise _RejectedError("the exporter is shutting down")
-
     def shutdown(self) -> None:
-        self._stopping.set()
-        self._client.close()
+        return None
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True

@@ -14,11 +14,21 @@ import asyncio
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from proxy_core.errors import StoreUnavailableError
-from proxy_core.services.store import RolloutStatus, Usage, cache_key, probe_key, rollout_key, usage_key
+from proxy_core.services.store import (
+    RolloutStatus,
+    Usage,
+    cache_key,
+    probe_key,
+    rollout_key,
+    usage_key,
+    void_key,
+)
 
 MAX_CONNECTIONS = 64
 OVERLOAD_ALLOWANCE_S = 3.0
@@ -29,14 +39,28 @@ OVERLOAD_ALLOWANCE_S = 3.0
 MIN_CONNECT_TIMEOUT_S = 2.0
 PROBE_TTL_MS = 60_000
 # One atomic command per completion: the id joins the rollout's set, the usage totals grow, and
-# both keys get the TTL (a script runs atomically, like MULTI/EXEC, in a single round trip).
+# both keys get the TTL (a script runs atomically, like MULTI/EXEC, in a single round trip). An
+# id already voided (its client was told the record failed) is not recorded.
 RECORD_SCRIPT = """
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return 0 end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'prompt_tokens', ARGV[3])
 redis.call('HINCRBY', KEYS[2], 'completion_tokens', ARGV[4])
 redis.call('HINCRBYFLOAT', KEYS[2], 'cost_usd', ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+# Voids an id whose record may or may not have happened: whichever of the two scripts runs first,
+# the id ends up outside the rollout's set (and its usage outside the totals).
+VOID_SCRIPT = """
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[2], 'prompt_tokens', -tonumber(ARGV[3]))
+  redis.call('HINCRBY', KEYS[2], 'completion_tokens', -tonumber(ARGV[4]))
+  redis.call('HINCRBYFLOAT', KEYS[2], 'cost_usd', -tonumber(ARGV[5]))
+end
 return 1
 """
 
@@ -64,26 +88,47 @@ class RedisRolloutStore:
         )
         self._client: Redis = Redis(connection_pool=pool)
         self._record_script = self._client.register_script(RECORD_SCRIPT)
+        self._void_script = self._client.register_script(VOID_SCRIPT)
 
     @property
     def client(self) -> Redis:
-        """The store's client, for what else a rollout keeps (its log): one pool, closed here."""
+        """The store's client, shared with the other Redis adapters (a rollout's log, the trace
+        spool, the embedded trace store): one pool, closed here."""
         return self._client
 
     def _key(self, project_id: str, rollout_id: str) -> str:
         return rollout_key(self._prefix, project_id, rollout_id)
 
+    def _keys(self, project_id: str, rollout_id: str) -> list[str]:
+        return [
+            self._key(project_id, rollout_id),
+            usage_key(self._prefix, project_id, rollout_id),
+            void_key(self._prefix, project_id, rollout_id),
+        ]
+
+    def _args(self, insertion_id: str, usage: Usage | None) -> list[str | int | float]:
+        usage = usage or Usage()
+        return [insertion_id, self._ttl_s, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd or 0]
+
     async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None:
-        key = self._key(project_id, rollout_id)
         try:
-            usage = usage or Usage()
             async with asyncio.timeout(self._deadline_s):
-                await self._record_script(
-                    keys=[key, usage_key(self._prefix, project_id, rollout_id)],
-                    args=[insertion_id, self._ttl_s, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd or 0],
-                )
-        except (RedisError, OSError, TimeoutError) as exc:
+                await self._record_script(keys=self._keys(project_id, rollout_id), args=self._args(insertion_id, usage))
+        except (RedisTimeoutError, RedisConnectionError, OSError, TimeoutError) as exc:
+            # The script may have reached Redis before the connection failed (a frozen server
+            # runs it when it wakes): the caller voids the id.
+            raise StoreUnavailableError(
+                f"Could not record the insertion id ({type(exc).__name__}).", outcome_unknown=True
+            ) from exc
+        except RedisError as exc:
             raise StoreUnavailableError(f"Could not record the insertion id ({type(exc).__name__}).") from exc
+
+    async def void(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None:
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                await self._void_script(keys=self._keys(project_id, rollout_id), args=self._args(insertion_id, usage))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"Could not void the insertion id ({type(exc).__name__}).") from exc
 
     async def insertion_ids(self, project_id: str, rollout_id: str) -> set[str]:
         try:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from proxy_core.services.completions import CompletionService
+from proxy_core.services.rollout_logs import RolloutLogsService
 from proxy_core.services.scores import ScoresService
 from proxy_core.services.store import GuardedStore
 from proxy_core.services.traces import TracesService
@@ -25,7 +26,9 @@ class Services:
     store: GuardedStore
     model_names: tuple[str, ...]
     scores: ScoresService
+    logs: RolloutLogsService
     span_counts: Callable[[], dict[str, int]] | None = None
+    delivery_report: Callable[[], dict[str, Any]] | None = None
     shutting_down: bool = False
 
 

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from proxy_core.api import health
 from proxy_core.api.chat import handle_chat, handle_score
 from proxy_core.api.deps import ServicesDep
+from proxy_core.api.logs import handle_logs
 from proxy_core.api.traces import handle_read
 from proxy_core.errors import MethodNotAllowedError, NotFoundError
 from proxy_core.services.paths import Endpoint, MetadataPath, parse_metadata_path
@@ -22,18 +23,19 @@ from proxy_core.services.paths import Endpoint, MetadataPath, parse_metadata_pat
 router = APIRouter()
 
 _METHODS = {
-    Endpoint.CHAT_COMPLETIONS: "POST",
-    Endpoint.TRACES: "GET",
-    Endpoint.TRACES_POINTWISE: "GET",
-    Endpoint.ROLLOUT_STATUS: "GET",
-    Endpoint.SCORES: "POST",
+    Endpoint.CHAT_COMPLETIONS: ("POST",),
+    Endpoint.TRACES: ("GET",),
+    Endpoint.TRACES_POINTWISE: ("GET",),
+    Endpoint.ROLLOUT_STATUS: ("GET",),
+    Endpoint.SCORES: ("POST",),
+    Endpoint.LOGS: ("GET", "POST"),
+    Endpoint.STATUS: ("GET",),
 }
 
 
 def allowed_methods(endpoint: Endpoint) -> tuple[str, ...]:
     """The methods ``endpoint`` takes (also what ``/openapi.json`` lists for it)."""
-    methods = _METHODS[endpoint]
-    return (methods,) if isinstance(methods, str) else tuple(methods)
+    return _METHODS[endpoint]
 
 
 def metadata_target(request: Request) -> MetadataPath | None:
@@ -58,12 +60,14 @@ async def dispatch(request: Request, services: ServicesDep) -> Response:
             raise MethodNotAllowedError.allowing(request.method, fixed)
         raise NotFoundError(f"Unknown route: {request.method} {request.url.path}", code="unknown_route")
     allowed = _METHODS[target.endpoint]
-    if request.method != allowed:
-        raise MethodNotAllowedError.allowing(request.method, [allowed])
+    if request.method not in allowed:
+        raise MethodNotAllowedError.allowing(request.method, allowed)
     if target.endpoint is Endpoint.CHAT_COMPLETIONS:
         return await handle_chat(request, services, target)
     if target.endpoint is Endpoint.SCORES:
         return await handle_score(request, services, target)
+    if target.endpoint in (Endpoint.LOGS, Endpoint.STATUS):
+        return await handle_logs(request, services, target)
     return await handle_read(request, services, target)
 
 

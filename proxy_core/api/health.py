@@ -27,12 +27,14 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
     The store's state comes from real writes (completions, and a probe the gateway runs by itself
     every second without traffic), not from a PING, which a write-refusing Redis still answers.
-    ``spans`` counts what the trace exporters did since start-up: trace loss shows up here as a
-    number instead of a silence.
+    ``spans`` counts what happened to trace spans since start-up, and ``tracing`` shows each
+    project's Langfuse state and spool: trace loss shows up here as a number, not a silence. A
+    Langfuse outage alone does not make the gateway unready while the spool absorbs it.
     """
     spans = services.span_counts() if services.span_counts is not None else None
+    tracing = services.delivery_report() if services.delivery_report is not None else None
     store = services.store.health()
-    body = {"status": "ready", "store": store.as_dict(), "spans": spans}
+    body = {"status": "ready", "store": store.as_dict(), "spans": spans, "tracing": tracing}
     if services.shutting_down:
         return JSONResponse({**body, "status": "shutting_down"}, status_code=503)
     if not store.writable:

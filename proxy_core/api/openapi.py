@@ -158,6 +158,40 @@ OPERATIONS: dict[tuple[Endpoint, str], Operation] = {
         response="RolloutStatus",
         errors=(400, 401, 403, 404, 503),
     ),
+    (Endpoint.LOGS, "POST"): Operation(
+        "Log a remote rollout's record",
+        "eval-protocol's `FireworksTracingHttpHandler` record: kept under every `rollout_id:` tag it "
+        "carries; one with a `status` becomes the rollout's `/status`.",
+        tag="remote rollouts",
+        request="LogRecord",
+        errors=(400, 401, 403, 404, 413, 503),
+    ),
+    (Endpoint.LOGS, "GET"): Operation(
+        "A remote rollout's log records",
+        "Newest first; every `tags` value must match, and a `rollout_id:` tag is required.",
+        tag="remote rollouts",
+        response="LogEntries",
+        parameters=(
+            _query(
+                "tags",
+                "Repeatable; a `rollout_id:{id}` tag is required.",
+                {"type": "array", "items": {"type": "string"}},
+                required=True,
+            ),
+            _query("limit", "At most this many entries (default 100).", {"type": "integer", "minimum": 1}),
+            _query("hours_back", "Only entries received in the last hours (default 24).", {"type": "number"}),
+            _query("program", "Only entries of this program."),
+        ),
+        errors=(400, 401, 403, 404, 503),
+    ),
+    (Endpoint.STATUS, "GET"): Operation(
+        "A remote rollout's latest status",
+        "The most recent record that had a status; `status: null` while nothing was logged (never 404).",
+        tag="remote rollouts",
+        response="RolloutLogStatus",
+        parameters=(_query("rollout_id", "The rollout.", required=True),),
+        errors=(400, 401, 403, 404, 503),
+    ),
     (Endpoint.SCORES, "POST"): Operation(
         "Score a completion",
         "By its trace id or its insertion id, in the project's trace store.",

@@ -130,6 +130,41 @@ class Score(BaseModel):
     comment: str | None = None
 
 
+class LogStatus(BaseModel):
+    code: int = Field(ge=0, le=2**31 - 1, examples=[100])
+    message: str | None = None
+    details: list[Any] = Field(default_factory=list)
+
+
+class LogRecord(BaseModel):
+    """What eval-protocol's tracing log handler posts."""
+
+    program: str = "eval_protocol"
+    status: LogStatus | None = None
+    message: str = ""
+    tags: list[str] = Field(examples=[["rollout_id:r1"]])
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
+class LogEntry(BaseModel):
+    timestamp: str
+    message: str
+    severity: str
+    tags: list[str]
+    status: LogStatus | None
+    extras: dict[str, Any]
+
+
+class LogEntries(BaseModel):
+    entries: list[LogEntry]
+
+
+class RolloutLogStatus(BaseModel):
+    rollout_id: str
+    status: LogStatus | None
+    extras: dict[str, Any] | None
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     ErrorResponse,
     ChatCompletionRequest,
@@ -138,4 +173,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     RolloutStatus,
     ScoreRequest,
     Score,
+    LogRecord,
+    LogEntries,
+    RolloutLogStatus,
 )

@@ -11,7 +11,7 @@ from proxy_core.services.paths import Endpoint, MetadataPath
 from proxy_core.services.traces_query import parse_traces_query
 
 
-def _query_lists(request: Request) -> dict[str, list[str]]:
+def query_lists(request: Request) -> dict[str, list[str]]:
     params: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
         params.setdefault(key, []).append(value)
@@ -23,7 +23,7 @@ async def handle_read(request: Request, services: Services, target: MetadataPath
         assert target.resource_id is not None
         body = await services.traces.rollout_status(request.headers, target.project_id, target.resource_id)
     else:
-        query = parse_traces_query(_query_lists(request), default_timeout_s=services.settings.traces_timeout_s)
+        query = parse_traces_query(query_lists(request), default_timeout_s=services.settings.traces_timeout_s)
         if target.endpoint is Endpoint.TRACES_POINTWISE:
             body = await services.traces.latest_trace(request.headers, target.project_id, query)
         else:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from uuid6 import uuid7
 
-from proxy_core.errors import InvalidRequestError
+from proxy_core.errors import InvalidRequestError, TraceBacklogFullError
 from proxy_core.ids import identifier_problem
 from proxy_core.services import sse
 from proxy_core.services.auth import AuthProvider, Principal
@@ -32,6 +32,20 @@ from proxy_core.services.store import GuardedStore, Usage
 from proxy_core.services.streaming import open_stream, relay
 
 NO_PROVIDER_KEY = "no-key"
+
+
+class TraceBacklog(Protocol):
+    """Whether a project's undelivered spans have filled what the gateway can keep."""
+
+    def backlog_full(self, project_id: str) -> bool: ...
+
+
+class _NoBacklog:
+    def backlog_full(self, project_id: str) -> bool:
+        return False
+
+
+NO_BACKLOG = _NoBacklog()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +107,9 @@ class CompletionService:
         sanitizer: Sanitizer,
         preparer: RequestPreparer,
         cache: ResponseCache,
+        backlog: TraceBacklog | None = None,
     ) -> None:
+        self._backlog = backlog or NO_BACKLOG
         self._cache = cache
         self._preparer = preparer
         self._governance = governance
@@ -111,10 +127,20 @@ class CompletionService:
         request, prepared, context = await self._understand(path, headers, raw_body, principal, project)
         call = await self._build_call(context, request)
         if context.insertion_id is not None:
+            self._refuse_if_untraceable(context)
             await self._store.ensure_writable()
         outcome = CompletionOutcome(headers=_outcome_headers(context, prepared))
         await self._respond(context, call, request.stream, outcome)
         return outcome
+
+    def _refuse_if_untraceable(self, context: _Context) -> None:
+        """A rollout-tracked call whose span could not be kept would leave its rollout incomplete
+        for good: refuse it before any provider spend instead (untracked calls are served)."""
+        if context.tracing is not None and self._backlog.backlog_full(context.tracing.project_id):
+            raise TraceBacklogFullError(
+                "This project's trace backlog is full (its Langfuse has been unavailable for long); "
+                "the completion was not sent. Retry later."
+            )
 
     async def _understand(
         self,

@@ -6,6 +6,9 @@ so the metadata arrives as path segments:
     [/v1][/project_id/{p}][/rollout_id/{r}/invocation_id/{i}/experiment_id/{e}/run_id/{run}/row_id/{row}
         [/encoded_base_url/{b64}]][/v1]/chat/completions
 
+The other routes (``traces``, ``rollouts/{id}``, ``scores``, ``logs``, ``status``) take the same
+optional ``/v1`` and ``/project_id/{p}`` prefixes, without the rollout ids.
+
 The raw (still percent-encoded) path is parsed segment by segment, so an encoded ``/`` inside an
 id is reported as a bad id instead of silently shifting every later segment.
 """
@@ -29,6 +32,8 @@ class Endpoint(Enum):
     TRACES_POINTWISE = ("traces", "pointwise")
     ROLLOUT_STATUS = ("rollouts", "{rollout_id}")
     SCORES = ("scores",)
+    LOGS = ("logs",)
+    STATUS = ("status",)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from proxy_core.config_files import LangfuseProject
@@ -24,30 +24,22 @@ class ResolvedProject:
     tracing: LangfuseTarget | None
 
 
-class ProjectDirectory:
-    """Looks projects up by id; an unknown id is a 404 that does not reveal the configured ones.
+@dataclass(frozen=True, slots=True)
+class ProjectTable:
+    """The projects of one version of the secrets: never edited, replaced whole on a refresh.
 
-    ``targets`` are the projects a path may name, each with where its traces go; ``unnamed`` is
-    where the traces of calls that name no project go when there is no default project (None:
-    nowhere). Langfuse projects come from the secrets file (``from_langfuse``); without them the
-    composition root gives every accepted project a target in the embedded trace store.
+    A target under ``UNCONFIGURED_PROJECT`` (an id no path can name) is where calls that name no
+    project go when there is no default: the embedded trace store gives them one; with Langfuse
+    there is none, and such calls go untraced.
     """
 
-    def __init__(
-        self,
-        targets: Mapping[str, LangfuseTarget],
-        default_project_id: str | None,
-        unnamed: LangfuseTarget | None = None,
-    ) -> None:
-        self._targets = dict(targets)
-        self._default = default_project_id
-        self._unnamed = unnamed
+    targets: Mapping[str, LangfuseTarget]
+    default: str | None
 
     @classmethod
-    def from_langfuse(
+    def of(
         cls, projects: Mapping[str, LangfuseProject], default_project_id: str | None, langfuse_host: str
-    ) -> ProjectDirectory:
-        """The secrets file's Langfuse projects; calls naming no project, with no default, go untraced."""
+    ) -> ProjectTable:
         targets = {
             project_id: LangfuseTarget(
                 project_id=project_id,
@@ -59,24 +51,51 @@ class ProjectDirectory:
         }
         return cls(targets, default_project_id)
 
+    def shared_destinations(self) -> list[list[str]]:
+        """Groups of projects whose traces go to one Langfuse project (same host and public key)."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for project_id, target in self.targets.items():
+            groups.setdefault((target.host.rstrip("/"), target.public_key), []).append(project_id)
+        return [projects for projects in groups.values() if len(projects) > 1]
+
+
+class ProjectDirectory:
+    """Looks projects up by id; an unknown id is a 404 that does not reveal the configured ones.
+
+    It reads the table in force at each lookup, so projects and keys a refresh of the secrets
+    brings (``services.secrets``) apply to the next request without rebuilding the services.
+    """
+
+    def __init__(self, table: Callable[[], ProjectTable]) -> None:
+        self._table = table
+
     @property
     def tracing_enabled(self) -> bool:
-        return bool(self._targets) or self._unnamed is not None
+        return bool(self._table().targets)
 
-    def public_keys(self) -> dict[str, str]:
-        """Each project's trace public key → its id (the export stage finds a span's project by it)."""
-        return {target.public_key: project_id for project_id, target in self._targets.items()}
+    def targets(self) -> Mapping[str, LangfuseTarget]:
+        """Every traced project's destination, by project id (the table in force)."""
+        return self._table().targets
+
+    def project_at(self, host: str, public_key: str) -> str | None:
+        """The project whose traces go to ``host`` with ``public_key`` (the first, if several share it)."""
+        host = host.rstrip("/")
+        for project_id, target in self._table().targets.items():
+            if target.public_key == public_key and target.host.rstrip("/") == host:
+                return project_id
+        return None
 
     def effective_id(self, project_id: str | None) -> str | None:
-        return project_id if project_id is not None else self._default
+        return project_id if project_id is not None else self._table().default
 
     def resolve(self, project_id: str | None) -> ResolvedProject:
         """The project named in the path, else the default; 404 for a name that is not configured."""
+        table = self._table()
         if project_id is None:
-            if self._default is None:
-                return ResolvedProject(UNCONFIGURED_PROJECT, self._unnamed)
-            project_id = self._default
-        target = self._targets.get(project_id)
+            if table.default is None:
+                return ResolvedProject(UNCONFIGURED_PROJECT, table.targets.get(UNCONFIGURED_PROJECT))
+            project_id = table.default
+        target = table.targets.get(project_id)
         if target is None:
             raise NotFoundError(
                 f"Project {project_id!r} is not configured on this gateway.",

@@ -16,14 +16,14 @@ and a span whose redaction fails is dropped rather than exported.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, overload
 
 from proxy_core.errors import SanitizerError
 from proxy_core.policy_config import GovernanceConfig, PiiPolicy
-from proxy_core.services.pii import PiiEngineError, PiiRedactor, PlaceholderMemo, redact_chat_body
+from proxy_core.services.pii import PiiEngineError, PiiRedactor, PlaceholderMemo, redact_chat_body, redact_text_value
 
 TextRedactor = Callable[[str], str]
 
@@ -94,16 +94,23 @@ class RequestRedaction:
         except PiiEngineError:
             raise _refused() from None
 
+    def value(self, value: Any) -> Any:
+        """Any JSON value with every string inside it redacted (keys, numbers and structure kept)."""
+        if self._redactor is None:
+            return value
+        try:
+            return redact_text_value(value, self._redactor, self._memo)
+        except (PiiEngineError, RecursionError):  # RecursionError: nested deeper than the walk can go
+            raise _refused() from None
+
 
 def _refused() -> SanitizerError:
     return SanitizerError("The request could not be sanitized; it was not forwarded.")
 
 
 class Sanitizer:
-    def __init__(self, config: GovernanceConfig, public_keys: Mapping[str, str]) -> None:
-        """``public_keys`` maps each traced project's Langfuse public key to its project id."""
+    def __init__(self, config: GovernanceConfig) -> None:
         self._config = config
-        self._public_keys = dict(public_keys)
         self._redactors: dict[tuple[str, ...], PiiRedactor] = {}
         self._large_bodies: ThreadPoolExecutor | None = None
 
@@ -139,10 +146,19 @@ class Sanitizer:
             return RequestRedaction(None)
         return RequestRedaction(self._redactor(policy), self._large_body_executor())
 
-    def span_redaction(self, public_key: str) -> SpanRedaction | None:
-        """Export-stage redaction for spans sent with ``public_key`` (None when PII is off)."""
-        project_id = self._public_keys.get(public_key)
-        policy = self._config.pii_for(project_id) if project_id is not None else self._config.pii_defaults
+    def for_stored_text(self, project_id: str) -> RequestRedaction:
+        """Redaction of text the gateway keeps (an agent's log records): active unless PII is off.
+
+        Kept text is read back like a trace, so ``trace_only`` redacts it too.
+        """
+        policy = self._config.pii_for(project_id)
+        if policy.mode == "off":
+            return RequestRedaction(None)
+        return RequestRedaction(self._redactor(policy))
+
+    def span_redaction(self, project_id: str) -> SpanRedaction | None:
+        """Export-stage redaction for the spans of ``project_id`` (None when PII is off for it)."""
+        policy = self._config.pii_for(project_id)
         if policy.mode == "off":
             return None
         redactor = self._redactor(policy)

@@ -11,6 +11,7 @@ its own timeout.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from proxy_core.errors import StoreUnavailableError
+from proxy_core.retry import RetryableError, retrying
 from proxy_core.services.breaker import BreakerState, CircuitBreaker
+
+logger = logging.getLogger("proxy_core.store")
 
 T = TypeVar("T")
 
@@ -74,6 +78,14 @@ class RolloutStore(Protocol):
 
     async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None: ...
 
+    async def void(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None:
+        """Make sure ``insertion_id`` is not (and never becomes) recorded, with its usage.
+
+        For a record whose outcome is unknown (it timed out; a frozen store may still run it when
+        it wakes) and whose client was therefore told it failed.
+        """
+        ...
+
     async def insertion_ids(self, project_id: str, rollout_id: str) -> set[str]: ...
 
     async def status(self, project_id: str, rollout_id: str) -> RolloutStatus: ...
@@ -100,6 +112,11 @@ class RolloutStore(Protocol):
         ...
 
 
+def void_key(prefix: str, project_id: str, rollout_id: str) -> str:
+    """Insertion ids whose clients were told their record failed; never counted as recorded."""
+    return f"{rollout_key(prefix, project_id, rollout_id)}:void"
+
+
 def probe_key(prefix: str) -> str:
     """The key write probes set (short-lived; it holds no data)."""
     return f"{prefix}:probe"
@@ -114,6 +131,10 @@ def cache_key(prefix: str, project_id: str, digest: str) -> str:
 # first proves the store writable (one probe shared by every caller waiting on it). At 20 calls a
 # second, a store that stops taking writes costs at most about five provider calls this way.
 FRESH_WRITE_S = 0.25
+# How long a timed-out record's id is voided in the background before the gateway gives up.
+VOID_WITHIN_S = 600.0
+VOID_ATTEMPTS = 10_000
+VOID_AT_SHUTDOWN_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +181,7 @@ class GuardedStore:
         self._last_write_failed = False
         self._last_error: str | None = None
         self._probe: asyncio.Task[bool] | None = None
+        self._voids: set[asyncio.Task[None]] = set()
 
     def _refused(self, consequence: str, breaker: CircuitBreaker) -> StoreUnavailableError:
         """503 naming what did not happen (no provider spend, nothing read), so a retry is safe."""
@@ -221,13 +243,39 @@ class GuardedStore:
 
     async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None = None) -> None:
         """Record even while the breaker is open: the provider has been paid by now, and a write
-        that succeeds still saves the answer; a failure is a 503 and counts against the store."""
+        that succeeds still saves the answer; a failure is a 503 and counts against the store.
+
+        A record that timed out may still happen (a frozen Redis runs it when it wakes) while its
+        client is told it failed: the id is voided in the background until the store takes it,
+        so it can never count as a step of the rollout.
+        """
         try:
             await self._inner.record(project_id, rollout_id, insertion_id, usage)
         except StoreUnavailableError as error:
             self._write_failed(error.message)
+            if error.outcome_unknown:
+                task = asyncio.ensure_future(self._void(project_id, rollout_id, insertion_id, usage))
+                self._voids.add(task)
+                task.add_done_callback(self._voids.discard)
             raise
         self._write_succeeded()
+
+    async def _void(self, project_id: str, rollout_id: str, insertion_id: str, usage: Usage | None) -> None:
+        try:
+            async for attempt in retrying(attempts=VOID_ATTEMPTS, deadline=time.monotonic() + VOID_WITHIN_S, cap_s=5.0):
+                with attempt:
+                    try:
+                        await self._inner.void(project_id, rollout_id, insertion_id, usage)
+                    except StoreUnavailableError as error:
+                        raise RetryableError(error.message) from error
+        except RetryableError as error:
+            logger.error(
+                "insertion id %s of rollout %r could not be voided (%s): if its record reached the store, "
+                "the rollout counts a call whose client was told it failed",
+                insertion_id,
+                rollout_id,
+                error,
+            )
 
     async def insertion_ids(self, project_id: str, rollout_id: str) -> set[str]:
         return await self._guard_read(lambda: self._inner.insertion_ids(project_id, rollout_id))
@@ -258,4 +306,10 @@ class GuardedStore:
     async def aclose(self) -> None:
         if self._probe is not None:
             self._probe.cancel()
+        if self._voids:
+            _, pending = await asyncio.wait(self._voids, timeout=VOID_AT_SHUTDOWN_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.error("%d insertion ids whose record timed out were left unvoided at shutdown", len(pending))
         await self._inner.aclose()

@@ -56,36 +56,39 @@ def test_sigterm_delivers_every_acknowledged_trace(
         assert in_flight.get("text") == LONG, "the in-flight stream was cut by the shutdown"
         acknowledged.add(str(in_flight["id"]))
         assert insertion_ids_received(langfuse_state) == acknowledged
-        assert "tracing stopped: queued=" in gateway.log.read_text()
+        assert "tracing stopped: ended=" in gateway.log.read_text()
     finally:
         gateway.kill()
 
 
-def test_shutdown_flush_is_bounded_and_counts_every_lost_span(
+def test_a_stop_while_langfuse_hangs_is_bounded_and_spools_every_span(
     fakes: tuple[ServerThread, UpstreamState, ServerThread, LangfuseState],
     tmp_path: Path,
     redis_url: str,
     key_prefix: str,
 ) -> None:
-    """A Langfuse that accepts connections and never answers: before, each queued batch waited a
-    whole export timeout at shutdown (N × 20 s here), and the spans the full queue dropped were
-    counted nowhere."""
-    upstream = fakes[0]
+    """A Langfuse that accepts connections and never answers: the stop still ends within
+    SHUTDOWN_FLUSH_TIMEOUT_S (before, each queued batch waited a whole export timeout), and no
+    span is lost: what could not be delivered is in the Redis spool, which the next process
+    started on the same Redis delivers once Langfuse answers."""
+    upstream, _, langfuse, langfuse_state = fakes
     with socket.socket() as black_hole:
         black_hole.bind(("127.0.0.1", 0))
         black_hole.listen(64)
         env = flush_only_env(
             tmp_path, upstream.url, f"http://127.0.0.1:{black_hole.getsockname()[1]}", redis_url, key_prefix
         )
-        env.update(TRACING_EXPORT_TIMEOUT_MS="20000", TRACING_QUEUE_SIZE="64", SHUTDOWN_FLUSH_TIMEOUT_S="2")
+        env.update(TRACING_QUEUE_SIZE="64", SHUTDOWN_FLUSH_TIMEOUT_S="3")
         gateway = GatewayProcess(env, tmp_path)
+        acknowledged = set()
         try:
             gateway.wait_ready()
             client = openai.OpenAI(base_url=f"{gateway.url}/{ROLLOUT.format(r='hole')}", api_key="k", max_retries=0)
             for n in range(150):
-                client.chat.completions.create(model="fake", messages=[{"role": "user", "content": f"n={n}"}])
-            spans = httpx.get(f"{gateway.url}/ready", timeout=5).json()["spans"]
-            assert spans["dropped"] > 0, spans
+                raw = client.chat.completions.with_raw_response.create(
+                    model="fake", messages=[{"role": "user", "content": f"n={n}"}]
+                )
+                acknowledged.add(raw.headers["x-insertion-id"])
             started = time.monotonic()
             code = gateway.terminate(timeout=60)
             elapsed = time.monotonic() - started
@@ -93,15 +96,20 @@ def test_shutdown_flush_is_bounded_and_counts_every_lost_span(
             gateway.kill()
     log = gateway.log.read_text()
     assert code in (0, -signal.SIGTERM), log
-    assert elapsed < 8, f"shutdown took {elapsed:.1f} s with SHUTDOWN_FLUSH_TIMEOUT_S=2\n{log}"
-    stopped = re.search(
-        r"tracing stopped: queued=(\d+) exported=(\d+) failed=(\d+) dropped=(\d+) .*flushed_all=(\w+)", log
-    )
+    assert elapsed < 8, f"shutdown took {elapsed:.1f} s with SHUTDOWN_FLUSH_TIMEOUT_S=3\n{log}"
+    stopped = re.search(r"tracing stopped: (.*)", log)
     assert stopped is not None, log
-    queued, exported, failed, dropped, flushed_all = stopped.groups()
-    assert (queued, exported, flushed_all) == ("150", "0", "False"), log
-    assert int(dropped) > 0
-    assert int(failed) + int(dropped) == 150, "every span is accounted for"
+    counts = dict(pair.split("=") for pair in stopped.group(1).split())
+    assert (counts["queued"], counts["exported"], counts["spooled"], counts["dropped"]) == ("150", "0", "150", "0"), log
+
+    restarted_env = flush_only_env(tmp_path, upstream.url, langfuse.url, redis_url, key_prefix)
+    (tmp_path / "successor").mkdir()
+    successor = GatewayProcess(restarted_env, tmp_path / "successor")
+    try:
+        successor.wait_ready()
+        langfuse_state.wait_for(lambda: insertion_ids_received(langfuse_state) == acknowledged or None, timeout=60)
+    finally:
+        successor.kill()
 
 
 def test_a_request_outliving_the_graceful_timeout_gets_an_openai_503(

@@ -75,7 +75,7 @@ def test_two_workers_share_connections_and_deliver_every_trace_on_sigterm(
         assert code in (0, -signal.SIGTERM), gateway.log.read_text()
         assert insertion_ids_received(langfuse_state) == acknowledged
         log = gateway.log.read_text()
-        assert log.count("tracing stopped: queued=") == 2
+        assert log.count("tracing stopped: ended=") == 2
         assert log.count("proxy-core is ready on") == 1, "one banner, from the supervisor, not one per worker"
     finally:
         for client in clients:

@@ -91,6 +91,10 @@ async def ingest_otel(request: Request) -> Response:
     if "application/x-protobuf" not in content_type and "application/json" not in content_type:
         return _json({"error": "Invalid content type"}, 400)
     body = await request.body()
+    limit = _state(request).max_ingest_bytes
+    if limit is not None and len(body) > limit:
+        # What an ingress (nginx's client_max_body_size) answers before Langfuse sees the request.
+        return Response(b"<html><body>413 Request Entity Too Large</body></html>", 413, media_type="text/html")
     try:
         spans = decode_export(body, content_type, request.headers.get("content-encoding", ""))
     except OtlpDecodeError as exc:

@@ -87,6 +87,8 @@ class LangfuseState:
         self.ingestion_delay_s = ingestion_delay_s
         self.legacy_traces_enabled = True
         self.v2_enabled = True
+        # The OTLP intake's body limit, as an ingress in front of Langfuse sets it (None: no limit).
+        self.max_ingest_bytes: int | None = None
         self.server_version = server_version
         self._projects: dict[str, ProjectData] = {}
         self._faults: list[Fault] = []
@@ -338,6 +340,11 @@ class LangfuseState:
         with self.lock:
             self._faults.append(Fault(path_prefix, status, count, retry_after))
 
+    def clear_faults(self) -> None:
+        """End every injected fault (an outage is over)."""
+        with self.lock:
+            self._faults.clear()
+
     def take_fault(self, path: str) -> Fault | None:
         with self.lock:
             for fault in self._faults:
@@ -369,6 +376,7 @@ class LangfuseState:
             self.ingestion_delay_s = self._initial_delay_s
             self.legacy_traces_enabled = True
             self.v2_enabled = True
+            self.max_ingest_bytes = None
             for project_id, project in self._projects.items():
                 self._projects[project_id] = ProjectData(project.public_key, project.secret_key)
             self._faults.clear()

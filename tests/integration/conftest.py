@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import openai
 import pytest
@@ -18,6 +19,9 @@ from tests.fakes.langfuse import create_langfuse_app
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.server import ServerThread
 from tests.fakes.upstream import UpstreamState, create_upstream_app
+
+if TYPE_CHECKING:
+    from tests.fakes.aws import MotoServer
 
 PROJECTS = {
     "proj-a": ("pk-lf-a", "sk-lf-a"),
@@ -145,3 +149,16 @@ def gateway_factory(
 @pytest.fixture
 def gateway(gateway_factory: GatewayFactory) -> Gateway:
     return gateway_factory()
+
+
+@pytest.fixture
+def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> MotoServer:
+    """The emulator's AWS environment, and none of this machine's AWS configuration."""
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_SECRETS_MANAGER"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in moto_server.env().items():
+        if name != "AWS_REGION":  # boto3 does not read it: the settings pass it on (``region``)
+            monkeypatch.setenv(name, value)
+    return moto_server

@@ -170,7 +170,10 @@ async def test_health_ready_models(gateway: Gateway) -> None:
             assert ready.status_code == 200
             for probe in ("health", "ready"):  # load balancers probe with HEAD too
                 assert (await http.head(f"{prefix}/{probe}")).status_code == 200
-            assert set(ready.json()["spans"]) == {"queued", "exported", "failed", "dropped", "discarded"}
+            steps = {"ended", "handed", "unexported", "discarded", "queued", "exported", "spooled", "replayed"}
+            assert set(ready.json()["spans"]) == steps | {"dropped", "rejected", "truncated"}
+            assert ready.json()["store"]["state"] == "up"
+            assert set(ready.json()["tracing"]["projects"]) <= {"proj-a", "proj-b", "proj-c"}
         for path in ("/v1/models", "/models"):
             models = (await http.get(path)).json()
             assert [m["id"] for m in models["data"]] == ["fake", "fake-keyed", "demo"]

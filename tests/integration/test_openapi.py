@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from openapi_spec_validator import validate
 
 from proxy_core.api.dispatch import allowed_methods
 from proxy_core.services.paths import Endpoint, parse_metadata_path
@@ -19,6 +20,7 @@ def schema(gateway: Gateway) -> dict[str, Any]:
     response = httpx.get(f"{gateway.url}/openapi.json", timeout=30)
     assert response.status_code == 200
     document: dict[str, Any] = response.json()
+    validate(document)  # a valid OpenAPI 3.1 document, or this raises
     return document
 
 

@@ -11,6 +11,7 @@ import redis.asyncio
 
 from proxy_core.adapters.redis_store import RedisRolloutStore
 from proxy_core.errors import StoreUnavailableError
+from proxy_core.services.store import Usage, void_key
 
 
 def make_store(url: str, prefix: str, ttl_s: int = 3600) -> RedisRolloutStore:
@@ -98,3 +99,23 @@ async def test_frozen_redis_is_bounded_by_the_timeout(key_prefix: str) -> None:
     finally:
         await store.aclose()
         listener.close()
+
+
+async def test_a_voided_id_is_never_recorded_whichever_write_runs_first(
+    redis_url: str, key_prefix: str, redis_client: redis.asyncio.Redis
+) -> None:
+    """A record that timed out may still run when a frozen Redis wakes, after or before its void."""
+    store = make_store(redis_url, key_prefix, ttl_s=120)
+    try:
+        await store.record("proj", "r", "kept", Usage(10, 5, 0.5))
+        await store.record("proj", "r", "late", Usage(7, 3, 0.25))
+        await store.void("proj", "r", "late", Usage(7, 3, 0.25))  # recorded, then voided
+        await store.void("proj", "r", "early", Usage(1, 1, 0.1))
+        await store.record("proj", "r", "early", Usage(1, 1, 0.1))  # voided, then recorded
+        assert await store.insertion_ids("proj", "r") == {"kept"}
+        status = await store.status("proj", "r")
+        assert (status.prompt_tokens, status.completion_tokens) == (10, 5)
+        assert status.cost_usd == pytest.approx(0.5)
+        assert 0 < await redis_client.ttl(void_key(key_prefix, "proj", "r")) <= 120
+    finally:
+        await store.aclose()

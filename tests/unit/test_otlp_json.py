@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, set_span_in_context
 
-from proxy_core.adapters.otlp_json import encode_spans
+from proxy_core.adapters.otlp_json import MIN_KEPT_CHARACTERS, OtlpJsonCodec, encode_fragment
 from proxy_core.adapters.span_redaction import SpanRedactor
 from proxy_core.services.sanitizer import SpanRedaction
 from tests.fakes.langfuse_otlp import SpanRecord, decode_export
@@ -57,6 +57,11 @@ def spans() -> list[ReadableSpan]:
     return capture.spans
 
 
+def encode_spans(spans: Sequence[ReadableSpan], new_redactor: object = lambda: None) -> bytes:
+    """The spans as one request body, joined from one fragment each, as the delivery sends them."""
+    return OtlpJsonCodec().body([encode_fragment(span, new_redactor()) for span in spans])  # type: ignore[operator]
+
+
 def test_json_and_protobuf_decode_to_the_same_spans(spans: list[ReadableSpan]) -> None:
     from_json = decode_export(encode_spans(spans), "application/json")
     from_protobuf = decode_export(encode_protobuf(spans).SerializeToString(), "application/x-protobuf")
@@ -70,10 +75,15 @@ def _by_name(records: list[SpanRecord], name: str) -> SpanRecord:
 
 def test_ids_kinds_and_nesting_follow_the_otlp_json_mapping(spans: list[ReadableSpan]) -> None:
     document = json.loads(encode_spans(spans))
-    (resource_spans,) = document["resourceSpans"]
-    (scope_spans,) = resource_spans["scopeSpans"]
-    assert scope_spans["scope"] == {"name": "litellm", "version": "1.2.3"}
-    encoded = {span["name"]: span for span in scope_spans["spans"]}
+    assert len(document["resourceSpans"]) == 2, "one fragment per span"
+    encoded = {}
+    for resource_spans in document["resourceSpans"]:
+        assert {"key": "service.name", "value": {"stringValue": "proxy-core"}} in resource_spans["resource"][
+            "attributes"
+        ]
+        (scope_spans,) = resource_spans["scopeSpans"]
+        assert scope_spans["scope"] == {"name": "litellm", "version": "1.2.3"}
+        encoded.update({span["name"]: span for span in scope_spans["spans"]})
     parent, child = encoded["litellm_request"], encoded["child"]
     assert len(parent["traceId"]) == 32
     assert len(parent["spanId"]) == 16
@@ -111,3 +121,36 @@ def test_full_redaction_covers_every_string(spans: list[ReadableSpan]) -> None:
     assert "jane.doe@example.org" not in exported
     assert "312-555-0147" not in exported
     assert _by_name(records, "litellm_request").attributes["ids"] == [1, 2, 3]
+
+
+def test_shrinking_cuts_the_longest_values_visibly_and_never_the_tags(spans: list[ReadableSpan]) -> None:
+    codec = OtlpJsonCodec()
+    capture = _Capture()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(capture))
+    span = provider.get_tracer("litellm").start_span("big")
+    huge_tags = json.dumps(["rollout_id:r-1", "insertion_id:i-1", "x" * 50_000])
+    span.set_attributes(
+        {"langfuse.observation.input": "a" * 400_000, "small": "kept", "langfuse.trace.tags": huge_tags}
+    )
+    span.set_status(Status(StatusCode.ERROR, "e" * 150_000))
+    span.end()
+    fragment = encode_fragment(capture.spans[0], None)
+    shrunk = codec.shrink(fragment)
+    assert shrunk is not None
+    assert len(shrunk) < len(fragment) / 2
+    (record,) = decode_export(codec.body([shrunk]), "application/json")
+    assert record.attributes["small"] == "kept"
+    assert record.attributes["langfuse.trace.tags"] == huge_tags, "/traces finds traces by their tags"
+    cut = record.attributes["langfuse.observation.input"]
+    assert cut.startswith("a" * 100_000)
+    assert cut.endswith("[cut by the gateway: 300000 of 400000 characters removed]")
+    assert record.status_message.endswith("characters removed]")
+    while shrunk is not None:
+        last, shrunk = shrunk, codec.shrink(shrunk)
+    (small,) = decode_export(codec.body([last]), "application/json")
+    assert len(small.attributes["langfuse.observation.input"]) < MIN_KEPT_CHARACTERS + 100
+
+
+def test_a_span_with_nothing_long_cannot_shrink(spans: list[ReadableSpan]) -> None:
+    assert all(OtlpJsonCodec().shrink(encode_fragment(span, None)) is None for span in spans)

@@ -120,3 +120,13 @@ def test_any_safe_ids_round_trip(ids: tuple[str, str, str, str, str]) -> None:
     parsed = parse_metadata_path(path)
     assert parsed is not None
     assert parsed.rollout == RolloutIds(*ids)
+
+
+@pytest.mark.parametrize("prefix", ["", "/v1", "/project_id/p1", "/v1/project_id/p1", "/project_id/p1/v1"])
+@pytest.mark.parametrize(("tail", "endpoint"), [("/logs", Endpoint.LOGS), ("/status", Endpoint.STATUS)])
+def test_remote_rollout_shapes(prefix: str, tail: str, endpoint: Endpoint) -> None:
+    parsed = parse_metadata_path(prefix + tail)
+    assert parsed is not None
+    assert parsed.endpoint is endpoint
+    assert parsed.project_id == ("p1" if "p1" in prefix else None)
+    assert parse_metadata_path(f"/{ROLLOUT}{tail}") is None, "no rollout ids before these routes"

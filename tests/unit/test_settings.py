@@ -30,7 +30,7 @@ api_keys:
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
-        if name.startswith(("REDIS_", "SECRETS_", "LANGFUSE_", "ALLOWED_", "GATEWAY_", "PORT", "LOG_LEVEL")):
+        if name.startswith(("REDIS_", "SECRETS_", "LANGFUSE_", "ALLOWED_", "GATEWAY_", "PORT", "LOG_LEVEL", "AWS_")):
             monkeypatch.delenv(name)
 
 
@@ -220,3 +220,49 @@ def test_production_refuses_unsafe_configurations(tmp_path: Path) -> None:
     )
     assert Settings(environment="production", secrets_path=safe).environment == "production"
     Settings(environment="staging", secrets_path=unsafe, gateway_config=config)  # only production refuses
+
+
+def test_secrets_from_aws_secrets_manager_are_configured_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRETS_SOURCE", "aws-secretsmanager")
+    monkeypatch.setenv("SECRETS_AWS_SECRET_ID", "gateway/prod")
+    monkeypatch.setenv("SECRETS_REFRESH_S", "60")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    settings = Settings()
+    assert (settings.secrets_source, settings.secrets_aws_secret_id) == ("aws-secretsmanager", "gateway/prod")
+    assert (settings.secrets_refresh_s, settings.aws_region) == (60, "eu-west-1")
+    assert settings.secrets.langfuse_keys == {}  # fetched by the application, not by the settings
+
+
+def test_the_default_source_is_the_file_and_no_refresh() -> None:
+    settings = Settings()
+    assert (settings.secrets_source, settings.secrets_refresh_s, settings.secrets_aws_secret_id) == ("file", None, None)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"secrets_source": "aws-secretsmanager"}, "SECRETS_SOURCE=aws-secretsmanager needs SECRETS_AWS_SECRET_ID"),
+        ({"secrets_aws_secret_id": "gateway/prod"}, "SECRETS_AWS_SECRET_ID is set but SECRETS_SOURCE is file"),
+        (
+            {"secrets_source": "aws-secretsmanager", "secrets_aws_secret_id": "x", "secrets_path": Path("s.yaml")},
+            "SECRETS_PATH is set but SECRETS_SOURCE=aws-secretsmanager",
+        ),
+    ],
+)
+def test_one_source_names_the_secrets(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings(**values)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"secrets_source": "vault"},
+        {"secrets_refresh_s": 0},
+        {"secrets_source": "aws-secretsmanager", "secrets_aws_secret_id": ""},
+        {"aws_region": "EU West"},
+    ],
+)
+def test_bad_secrets_source_values_are_refused(values: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**values)

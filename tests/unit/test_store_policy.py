@@ -189,3 +189,32 @@ def test_breaker_grants_one_trial_at_a_time() -> None:
     breaker.succeeded()
     assert breaker.state is BreakerState.CLOSED
     assert breaker.admits
+
+
+class TimingOutStore(MemoryRolloutStore):
+    """Records time out (their outcome unknown); voids fail twice before the store takes them."""
+
+    def __init__(self) -> None:
+        super().__init__(ttl_s=60)
+        self.void_attempts = 0
+
+    async def record(self, project_id: str, rollout_id: str, insertion_id: str, usage: object = None) -> None:
+        await super().record(project_id, rollout_id, insertion_id)  # it did reach the store
+        raise StoreUnavailableError("timed out", outcome_unknown=True)
+
+    async def void(self, project_id: str, rollout_id: str, insertion_id: str, usage: object = None) -> None:
+        self.void_attempts += 1
+        if self.void_attempts < 3:
+            raise StoreUnavailableError("still frozen")
+        await super().void(project_id, rollout_id, insertion_id)
+
+
+async def test_a_record_that_timed_out_is_voided_until_the_store_takes_it() -> None:
+    inner = TimingOutStore()
+    store = GuardedStore(inner)
+    with pytest.raises(StoreUnavailableError):
+        await store.record("p", "r", "ghost")
+    assert await inner.insertion_ids("p", "r") == {"ghost"}
+    await _until(lambda: inner.void_attempts >= 3, timeout_s=10)
+    assert await inner.insertion_ids("p", "r") == set(), "the client was told it failed: it is no step"
+    await store.aclose()

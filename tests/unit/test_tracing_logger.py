@@ -8,12 +8,24 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
+from proxy_core.adapters.litellm_tracing import LangfuseTracing
+from proxy_core.adapters.memory_spool import MemorySpanSpool
+from proxy_core.adapters.otlp_intake import LangfuseOtlpIntake
+from proxy_core.adapters.otlp_json import OtlpJsonCodec
+from proxy_core.services.trace_delivery import TraceDelivery
+
+
+def unstarted_tracing() -> LangfuseTracing:
+    """Tracing whose delivery never runs: what it is handed is refused (and counted)."""
+    delivery = TraceDelivery(
+        targets=dict, intake=LangfuseOtlpIntake(), spool=MemorySpanSpool(max_bytes=1 << 20), codec=OtlpJsonCodec()
+    )
+    return LangfuseTracing(delivery, destination=lambda host, key: key)
 
 
 def test_start_up_logs_no_proxy_server_warning(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    LangfuseTracing()
+    unstarted_tracing()
     assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
 
 
@@ -23,7 +35,7 @@ def _call_for(public_key: str) -> dict[str, object]:
 
 
 def test_a_projects_tracer_is_made_once_and_renewed_with_its_provider() -> None:
-    tracing = LangfuseTracing(ExportTuning(export_timeout_ms=200))  # its spans go nowhere: give up soon
+    tracing = unstarted_tracing()
     logger = tracing._logger
     logger._max_dynamic_tracer_providers = 1
     try:

@@ -25,7 +25,7 @@ CONFIG = GovernanceConfig.model_validate(
 
 @pytest.fixture
 def sanitizer() -> Sanitizer:
-    return Sanitizer(CONFIG, {})
+    return Sanitizer(CONFIG)
 
 
 def test_header_ids_share_the_bodys_placeholders_in_redact_mode(sanitizer: Sanitizer) -> None:

@@ -32,7 +32,7 @@ def _body(size: int) -> tuple[dict[str, Any], int]:
 
 
 async def test_a_large_body_goes_to_the_thread_and_a_small_one_does_not() -> None:
-    sanitizer = Sanitizer(CONFIG, {})
+    sanitizer = Sanitizer(CONFIG)
     executor = _Recording()
     sanitizer._large_bodies = executor
     try:
@@ -52,7 +52,7 @@ async def test_a_large_body_goes_to_the_thread_and_a_small_one_does_not() -> Non
 
 async def test_without_redaction_nothing_is_sent_to_the_thread() -> None:
     config = GovernanceConfig.model_validate({"projects": {"open": {"pii": {"mode": "off"}}}})
-    sanitizer = Sanitizer(config, {})
+    sanitizer = Sanitizer(config)
     large, size = _body(OFF_LOOP_BYTES)
     assert await sanitizer.for_request("open").body_of(large, size) is large
     assert sanitizer._large_bodies is None  # never started
@@ -60,7 +60,7 @@ async def test_without_redaction_nothing_is_sent_to_the_thread() -> None:
 
 
 async def test_close_stops_the_thread_and_a_later_request_starts_another() -> None:
-    sanitizer = Sanitizer(CONFIG, {})
+    sanitizer = Sanitizer(CONFIG)
     large, size = _body(OFF_LOOP_BYTES)
     await sanitizer.for_request("redacted").body_of(large, size)
     sanitizer.close()

@@ -1,0 +1,417 @@
+"""Durable delivery of trace spans: none is lost while a project's Langfuse is away.
+
+A completion's span is its part of the rollout's record: ``/traces`` waits for it, so a span
+that never arrives leaves the rollout incomplete until its keys expire. Delivery therefore never
+drops a span it could keep:
+
+* Spans are posted live, in batches bounded in bytes and in count. A batch the intake cannot take
+  now (5xx, 429, 408, refused, timed out) goes to the spool, and the project counts as down:
+  until it answers again its new spans go straight to the spool, in order.
+* The spool is replayed, oldest first, with jittered backoff (``Retry-After`` honoured), as soon
+  as the project's Langfuse answers again. With Redis the spool is shared: any replica replays
+  any replica's spans, and a claimed batch is only leased, so a replica that dies mid-replay
+  leaves it to the others. Langfuse upserts observations by span id, so a span sent twice (a
+  lease that ran out while its post was slow) is stored once.
+* A batch refused as too large (413) is split in halves until each part passes; a single span
+  that still does not pass is sent with its longest values cut (marked as cut), not lost.
+  Spans bigger than a whole batch are cut before they are sent.
+* The spool is bounded in bytes. When it is full, what does not fit is dropped, counted and
+  logged, and ``backlog_full`` tells the completions service to refuse new rollout-tracked calls
+  (503 ``trace_backlog_full``) rather than spend tokens on a rollout that can never be complete.
+* At shutdown, what could not be delivered in time is spooled (with Redis) or counted as lost.
+
+Every outcome is counted per project (``report``): queued, exported, spooled, replayed, dropped,
+rejected, truncated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy_core.errors import StoreUnavailableError
+from proxy_core.retry import backoff_s
+from proxy_core.services.llm import LangfuseTarget
+from proxy_core.services.trace_ports import (
+    IntakeRejectedError,
+    IntakeTooLargeError,
+    IntakeUnavailableError,
+    SpanCodec,
+    SpanSpool,
+    SpoolDepth,
+    TraceIntake,
+)
+
+logger = logging.getLogger("proxy_core.tracing")
+
+COUNTS = ("queued", "exported", "spooled", "replayed", "dropped", "rejected", "truncated")
+# The spool counts as full from this share of its bound, and as no longer full below the second
+# (hysteresis, so tracked calls are not refused and admitted in turn on every span).
+FULL_AT, NOT_FULL_BELOW = 0.9, 0.75
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTuning:
+    max_batch_bytes: int = 3 * 1024 * 1024
+    max_batch_spans: int = 1000
+    # A live post that takes longer is given up and its batch spooled: with the batch delay
+    # before it, an acknowledged completion's span is delivered or spooled within seconds.
+    live_timeout_s: float = 2.0
+    replay_timeout_s: float = 30.0
+    lease_s: float = 60.0
+    # Spans waiting in memory for a live post beyond this go to the spool instead.
+    max_pending_bytes: int = 64 * 1024 * 1024
+    tick_s: float = 1.0
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 10.0
+
+
+@dataclass(slots=True)
+class _Item:
+    fragment: bytes
+    id: str | None = None  # a spooled span's id
+
+
+@dataclass(slots=True)
+class _Outcome:
+    delivered: list[_Item] = field(default_factory=list)
+    rejected: list[_Item] = field(default_factory=list)
+    unavailable: list[_Item] = field(default_factory=list)
+
+
+class _Project:
+    """One project's delivery state; touched only on the event loop."""
+
+    def __init__(self, project_id: str) -> None:
+        self.id = project_id
+        self.pending: deque[bytes] = deque()
+        self.pending_bytes = 0
+        self.inflight: list[bytes] = []
+        self.sender: asyncio.Task[None] | None = None
+        self.down = False
+        self.failures = 0
+        self.retry_at = 0.0
+        self.last_error: str | None = None
+        self.counts = dict.fromkeys(COUNTS, 0)
+        self.depth = SpoolDepth(0, 0)
+        self.full = False
+
+    def unavailable(self, error: IntakeUnavailableError, tuning: DeliveryTuning) -> None:
+        if not self.down:
+            logger.warning("Langfuse of project %r is unavailable (%s); its spans are spooled", self.id, error)
+        self.down = True
+        self.failures += 1
+        self.last_error = str(error)
+        pause = backoff_s(
+            self.failures, base_s=tuning.backoff_base_s, cap_s=tuning.backoff_cap_s, retry_after_s=error.retry_after_s
+        )
+        self.retry_at = time.monotonic() + pause
+
+    def available(self) -> None:
+        if self.down:
+            logger.info("Langfuse of project %r answers again", self.id)
+        self.down = False
+        self.failures = 0
+        self.retry_at = 0.0
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "langfuse": "down" if self.down else "up",
+            "last_error": self.last_error if self.down else None,
+            "spool": {"spans": self.depth.spans, "bytes": self.depth.bytes, "full": self.full},
+            "spans": dict(self.counts),
+        }
+
+
+class TraceDelivery:
+    """Delivers each project's span fragments (module docstring). Runs on the event loop."""
+
+    def __init__(
+        self,
+        *,
+        targets: Callable[[], Mapping[str, LangfuseTarget]],
+        intake: TraceIntake,
+        spool: SpanSpool,
+        codec: SpanCodec,
+        tuning: DeliveryTuning | None = None,
+    ) -> None:
+        """``targets``: each project's current destination (read anew, so rotated keys apply)."""
+        self._targets = targets
+        self._intake = intake
+        self._spool = spool
+        self._codec = codec
+        self._tuning = tuning or DeliveryTuning()
+        self._projects: dict[str, _Project] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._replayer: asyncio.Task[None] | None = None
+        self._spooling: set[asyncio.Task[None]] = set()  # overflow pushes, referenced until done
+        self._stopping = False
+
+    def start(self) -> None:
+        """Begin replaying spooled spans (from the running event loop)."""
+        self._loop = asyncio.get_running_loop()
+        self._replayer = asyncio.create_task(self._replay_forever(), name="trace-replay")
+
+    def _project(self, project_id: str) -> _Project:
+        project = self._projects.get(project_id)
+        if project is None:
+            project = self._projects[project_id] = _Project(project_id)
+        return project
+
+    def backlog_full(self, project_id: str) -> bool:
+        """Whether the project's spool is full: a new span of it could not be kept."""
+        project = self._projects.get(project_id)
+        return project is not None and project.full
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "spool": {"durable": self._spool.durable, "max_bytes": self._spool.max_bytes},
+            "projects": {project_id: project.report() for project_id, project in sorted(self._projects.items())},
+        }
+
+    def totals(self) -> dict[str, int]:
+        totals = dict.fromkeys(COUNTS, 0)
+        for project in self._projects.values():
+            for name, count in project.counts.items():
+                totals[name] += count
+        return totals
+
+    # Taking spans in -------------------------------------------------------------------------
+
+    def submit_threadsafe(self, project_id: str, fragments: Sequence[bytes]) -> bool:
+        """``submit`` from an exporter thread; False when the event loop is gone (the spans are lost)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return False
+        try:
+            loop.call_soon_threadsafe(self.submit, project_id, list(fragments))
+        except RuntimeError:  # closed between the check and the call
+            return False
+        return True
+
+    def submit(self, project_id: str, fragments: Sequence[bytes]) -> None:
+        project = self._project(project_id)
+        project.counts["queued"] += len(fragments)
+        for fragment in fragments:
+            fitted = self._fit(project, fragment)
+            project.pending.append(fitted)
+            project.pending_bytes += len(fitted)
+        if project.pending_bytes > self._tuning.max_pending_bytes:
+            overflow = self._take(project, project.pending_bytes - self._tuning.max_pending_bytes)
+            task = asyncio.create_task(self._spool_fragments(project, overflow))
+            self._spooling.add(task)
+            task.add_done_callback(self._spooling.discard)
+        if project.sender is None or project.sender.done():
+            project.sender = asyncio.create_task(self._send_pending(project), name=f"trace-send-{project_id}")
+
+    def _fit(self, project: _Project, fragment: bytes) -> bytes:
+        """A span no batch could hold is cut until it fits (rare: megabytes of input or output)."""
+        fitted: bytes | None = fragment
+        while fitted is not None and len(fitted) > self._tuning.max_batch_bytes:
+            fragment = fitted
+            fitted = self._codec.shrink(fragment)
+        if fitted is None:
+            return fragment  # nothing left to cut: let the intake decide
+        if fitted is not fragment or len(fitted) != len(fragment):
+            project.counts["truncated"] += 1
+        return fitted
+
+    def _take(self, project: _Project, max_bytes: int, max_count: int | None = None) -> list[bytes]:
+        """The oldest pending fragments: at least one, then up to ``max_bytes`` and ``max_count``."""
+        taken: list[bytes] = []
+        size = 0
+        while project.pending and (not taken or size + len(project.pending[0]) <= max_bytes):
+            if max_count is not None and len(taken) >= max_count:
+                break
+            fragment = project.pending.popleft()
+            project.pending_bytes -= len(fragment)
+            size += len(fragment)
+            taken.append(fragment)
+        return taken
+
+    # Live delivery ---------------------------------------------------------------------------
+
+    async def _send_pending(self, project: _Project) -> None:
+        tuning = self._tuning
+        while project.pending:
+            batch = project.inflight = self._take(project, tuning.max_batch_bytes, tuning.max_batch_spans)
+            target = self._targets().get(project.id)
+            if target is None:
+                self._drop(project, len(batch), "its project is no longer configured")
+            elif project.down:
+                await self._spool_fragments(project, batch)
+            else:
+                outcome = await self._post_all(project, target, [_Item(f) for f in batch], tuning.live_timeout_s)
+                project.counts["exported"] += len(outcome.delivered)
+                if outcome.unavailable:
+                    await self._spool_fragments(project, [item.fragment for item in outcome.unavailable])
+            project.inflight = []
+
+    async def _post_all(
+        self, project: _Project, target: LangfuseTarget, items: list[_Item], timeout_s: float
+    ) -> _Outcome:
+        """Post ``items``, splitting on 413 and cutting a lone span that is still too large.
+
+        Stops at the first sign of unavailability: the rest is returned as ``unavailable``.
+        """
+        outcome = _Outcome()
+        stack = [items]
+        while stack:
+            part = stack.pop()
+            try:
+                await self._intake.post(target, self._codec.body([i.fragment for i in part]), timeout_s=timeout_s)
+            except IntakeTooLargeError:
+                stack.extend(self._smaller(project, part, outcome))
+                continue
+            except IntakeRejectedError as error:
+                logger.error("Langfuse of project %r rejected %d spans for good: %s", project.id, len(part), error)
+                project.counts["rejected"] += len(part)
+                outcome.rejected += part
+                continue
+            except IntakeUnavailableError as error:
+                project.unavailable(error, self._tuning)
+                outcome.unavailable = part + [item for rest in reversed(stack) for item in rest]
+                return outcome
+            project.available()
+            outcome.delivered += part
+        return outcome
+
+    def _smaller(self, project: _Project, part: list[_Item], outcome: _Outcome) -> list[list[_Item]]:
+        """What to post instead of ``part`` after a 413, in the order to pop it (last first)."""
+        if len(part) > 1:
+            middle = len(part) // 2
+            return [part[middle:], part[:middle]]
+        item = part[0]
+        shrunk = self._codec.shrink(item.fragment)
+        if shrunk is None:
+            logger.error("Langfuse of project %r refused a span as too large even with its values cut", project.id)
+            project.counts["rejected"] += 1
+            outcome.rejected.append(item)
+            return []
+        project.counts["truncated"] += 1
+        return [[_Item(shrunk, item.id)]]
+
+    # The spool -------------------------------------------------------------------------------
+
+    async def _spool_fragments(self, project: _Project, fragments: list[bytes]) -> None:
+        if not fragments:
+            return
+        try:
+            accepted = await self._spool.push(project.id, fragments)
+        except StoreUnavailableError as error:
+            accepted = 0
+            logger.error("the trace spool is unavailable (%s)", error.message)
+        project.counts["spooled"] += accepted
+        project.depth = SpoolDepth(project.depth.spans + accepted, project.depth.bytes)
+        if accepted < len(fragments):
+            project.full = True
+            self._drop(project, len(fragments) - accepted, "the trace spool is full or unavailable")
+
+    def _drop(self, project: _Project, count: int, reason: str) -> None:
+        project.counts["dropped"] += count
+        logger.error(
+            "%d spans of project %r are lost: %s (dropped so far: %d)",
+            count,
+            project.id,
+            reason,
+            project.counts["dropped"],
+        )
+
+    async def _replay_forever(self) -> None:
+        while not self._stopping:
+            busy = False
+            for project_id, target in list(self._targets().items()):
+                project = self._project(project_id)
+                if time.monotonic() < project.retry_at:
+                    continue
+                try:
+                    busy = await self._replay_once(project, target) or busy
+                    project.depth = await self._spool.depth(project_id)
+                except StoreUnavailableError as error:
+                    logger.warning("the trace spool could not be read: %s", error.message)
+                    continue
+                self._update_full(project)
+            if not busy and not self._stopping:
+                await asyncio.sleep(self._tuning.tick_s)
+
+    async def _replay_once(self, project: _Project, target: LangfuseTarget) -> bool:
+        """Replay one batch of the project's spool; True when it made progress."""
+        tuning = self._tuning
+        spans = await self._spool.claim(
+            project.id, max_bytes=tuning.max_batch_bytes, max_count=tuning.max_batch_spans, lease_s=tuning.lease_s
+        )
+        if not spans:
+            if project.down and not project.pending:
+                project.available()  # nothing to try it with: the next live batch will tell
+            return False
+        outcome = await self._post_all(
+            project, target, [_Item(s.fragment, s.id) for s in spans], tuning.replay_timeout_s
+        )
+        done = [item.id for item in outcome.delivered + outcome.rejected if item.id is not None]
+        if done:
+            await self._spool.ack(project.id, done)
+        if outcome.unavailable:
+            await self._spool.release(project.id, [item.id for item in outcome.unavailable if item.id is not None])
+        project.counts["replayed"] += len(outcome.delivered)
+        return not outcome.unavailable
+
+    def _update_full(self, project: _Project) -> None:
+        used = project.depth.bytes / max(1, self._spool.max_bytes)
+        if used >= FULL_AT:
+            project.full = True
+        elif used < NOT_FULL_BELOW:
+            project.full = False
+
+    # Shutdown --------------------------------------------------------------------------------
+
+    async def close(self, deadline: float) -> None:
+        """Deliver what is pending by ``deadline`` (``time.monotonic``); spool or count the rest.
+
+        The intake is closed too: the delivery is its only user.
+        """
+        reserve = min(1.0, max(0.0, deadline - time.monotonic()) / 4)  # time kept to spool what is left
+        self._stopping = True
+        if self._replayer is not None:
+            # A replay round under way may finish (its spans acknowledged), within the budget.
+            await asyncio.wait({self._replayer}, timeout=max(0.0, deadline - reserve - time.monotonic()) / 2)
+            self._replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replayer
+        senders = [p.sender for p in self._projects.values() if p.sender is not None and not p.sender.done()]
+        senders += list(self._spooling)
+        if senders:
+            await asyncio.wait(senders, timeout=max(0.0, deadline - reserve - time.monotonic()))
+        for project in self._projects.values():
+            await self._leave(project, deadline)
+            counts = project.counts
+            logger.info(
+                "trace delivery of project %r stopped: %s spool_spans=%d",
+                project.id,
+                " ".join(f"{name}={counts[name]}" for name in COUNTS),
+                project.depth.spans,
+            )
+        await self._intake.aclose()
+
+    async def _leave(self, project: _Project, deadline: float) -> None:
+        if project.sender is not None and not project.sender.done():
+            project.sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await project.sender
+        left = project.inflight + list(project.pending)
+        project.inflight, project.pending, project.pending_bytes = [], deque(), 0
+        if left:
+            try:
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    await self._spool_fragments(project, left)
+            except TimeoutError:
+                self._drop(project, len(left), "shutdown ran out of time before they were spooled")
+        if not self._spool.durable:
+            depth = await self._spool.depth(project.id)
+            if depth.spans:
+                self._drop(project, depth.spans, "the spool is in memory (no Redis) and the process is stopping")
