@@ -125,6 +125,7 @@ def run(minutes: float, rate: float, warmup_s: float, run_dir: Path) -> dict[str
         "outage_s": minutes * 60,
         "rate_per_s": rate,
         "requests": warm.requests + during.requests,
+        "achieved_rate_per_s": round(during.requests / (minutes * 60), 1),
         "acknowledged": len(acknowledged),
         "ok_share_during_outage": round(during.statuses.get(200, 0) / max(1, during.requests), 4),
         "statuses_during_outage": during.statuses,

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from proxy_core.errors import StoreUnavailableError
 from proxy_core.services.store import (
@@ -38,6 +38,10 @@ OVERLOAD_ALLOWANCE_S = 3.0
 # fails at once, and a frozen Redis is caught by the round-trip timeout after connecting.
 MIN_CONNECT_TIMEOUT_S = 2.0
 PROBE_TTL_MS = 60_000
+# One immediate retry on a broken connection (a pooled one is stale after a Redis restart), none
+# on a timeout: a frozen Redis would cost twice the timeout, and a script that timed out may
+# have run (its usage totals would count twice).
+STALE_CONNECTION_RETRY = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 # One atomic command per completion: the id joins the rollout's set, the usage totals grow, and
 # both keys get the TTL (a script runs atomically, like MULTI/EXEC, in a single round trip). An
 # id already voided (its client was told the record failed) is not recorded.
@@ -81,7 +85,7 @@ class RedisRolloutStore:
             decode_responses=True,
             socket_timeout=timeout_s,
             socket_connect_timeout=max(timeout_s, MIN_CONNECT_TIMEOUT_S),
-            retry=Retry(NoBackoff(), 1),
+            retry=STALE_CONNECTION_RETRY,
             health_check_interval=30,
             max_connections=MAX_CONNECTIONS,
             timeout=self._deadline_s,

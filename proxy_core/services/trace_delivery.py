@@ -274,7 +274,10 @@ class TraceDelivery:
                 project.counts["rejected"] += len(part)
                 outcome.rejected += part
                 continue
-            except IntakeUnavailableError as error:
+            except Exception as error:  # unavailable, or a failure nobody foresaw: keep the spans
+                if not isinstance(error, IntakeUnavailableError):
+                    logger.exception("posting spans of project %r failed unexpectedly; they are spooled", project.id)
+                    error = IntakeUnavailableError(type(error).__name__)
                 project.unavailable(error, self._tuning)
                 outcome.unavailable = part + [item for rest in reversed(stack) for item in rest]
                 return outcome
@@ -335,6 +338,9 @@ class TraceDelivery:
                     project.depth = await self._spool.depth(project_id)
                 except StoreUnavailableError as error:
                     logger.warning("the trace spool could not be read: %s", error.message)
+                    continue
+                except Exception:  # the loop must outlive any one round: spans wait on it
+                    logger.exception("replaying the trace spool of project %r failed", project_id)
                     continue
                 self._update_full(project)
             if not busy and not self._stopping:

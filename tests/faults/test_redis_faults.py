@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from proxy_core.services.store import rollout_key
 from tests.e2e.process import PROJECT, ROLLOUT, GatewayProcess, flush_only_env
 from tests.fakes.langfuse import create_langfuse_app
 from tests.fakes.langfuse_state import LangfuseState
@@ -123,3 +124,33 @@ def test_a_frozen_store_costs_a_handful_of_provider_calls_and_leaves_no_phantom(
     assert acknowledged <= returned
     assert len(returned) == response.json()["total_traces"] == len(acknowledged) + 1, "a phantom step was returned"
     print(f"frozen 6 s at 20 req/s: {len(during.statuses)} requests, {paid_while_frozen} provider calls")
+
+
+def test_a_restarted_store_with_aof_keeps_every_acknowledged_id(
+    tmp_path: Path, fakes: tuple[ServerThread, UpstreamState, ServerThread, LangfuseState]
+) -> None:
+    """Redis killed and started again during traffic (AOF, fsync always, as the compose file runs
+    it): the gateway reconnects by itself, and every acknowledged id is still recorded."""
+    upstream, _, langfuse, _ = fakes
+    (tmp_path / "redis").mkdir()
+    redis_server = RedisProcess(tmp_path / "redis", "--appendonly", "yes", "--appendfsync", "always").start()
+    env = flush_only_env(tmp_path, upstream.url, langfuse.url, redis_server.url, "restart")
+    env.update(TRACING_BATCH_DELAY_MS="200", REDIS_TIMEOUT_S="1")
+    gateway = GatewayProcess(env, tmp_path)
+    try:
+        gateway.wait_ready()
+        before = run_traffic(gateway.url, "restart", rate_per_s=20, seconds=2)
+        redis_server.stop()
+        down = run_traffic(gateway.url, "restart", rate_per_s=20, seconds=1)
+        assert all(status in (200, 503) for status in down.statuses), down.statuses
+        redis_server.start()
+        wait_ready_status(gateway, 200, within_s=15)
+        after = run_traffic(gateway.url, "restart", rate_per_s=20, seconds=2)
+        assert after.share_ok() == 1.0, after.statuses
+        acknowledged = before.acknowledged | down.acknowledged | after.acknowledged
+        with redis_server.client() as client:
+            recorded = client.smembers(rollout_key("restart", PROJECT[0], "restart"))
+        assert acknowledged <= recorded, f"{len(acknowledged - recorded)} acknowledged ids were lost"
+    finally:
+        gateway.kill()
+        redis_server.stop()
