@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import redis
 
-from bench import evidence, report
+from bench import chart, evidence, report
 from bench.load import LoadError, Window, measure_streams, measure_wrk, require_wrk
 from bench.plan import (
     MAX_REQUESTS_PER_WINDOW,
@@ -404,6 +404,16 @@ def log(message: str) -> None:
 _JSON = {"content-type": "application/json"}
 
 
+def draw_chart(results: dict[str, Any], out: Path) -> None:
+    """The run's chart beside its table; a run is not lost for want of matplotlib (a dev pin)."""
+    try:
+        chart.draw(chart.figures_of_run(results), out)
+    except ImportError as exc:
+        log(f"no chart ({exc}): install requirements-dev.txt")
+        return
+    log(f"written {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     plan = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -453,4 +463,6 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / f"{name}.md").write_text(text + "\n")
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     log(f"written {RESULTS / name}.md and {name}.json in {elapsed:.0f} s")
+    if not plan.soak:
+        draw_chart(results, RESULTS / f"{name}.png")
     return 0 if ok else 1

@@ -1,4 +1,4 @@
-"""Serve the gateway (with the fake provider and the Langfuse emulator) and run the eval-protocol client.
+"""Serve the gateway (with the fake provider, then with Langfuse or the embedded store) and run eval-protocol's client.
 
 Run with ``make compat``: it builds the client's own venv (``.venv-compat``) and calls this with
 the gateway's interpreter. Redis on 127.0.0.1:6379; keys go under a prefix of their own. Two runs:
@@ -6,6 +6,9 @@ the gateway's interpreter. Redis on 127.0.0.1:6379; keys go under a prefix of th
 1. ``eval_protocol_driver.py``: a chat through the client's tracing URL, and the trace read back;
 2. a whole ``RemoteRolloutProcessor`` evaluation (``remote_eval.py``, pytest) whose rows run on
    ``remote_agent.py``, which reports to the gateway's ``/logs``; the processor polls ``/status``.
+
+Then, against a gateway with no Langfuse project (the embedded trace store), the driver again and
+the docs' examples marked ``python compat``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from proxy_core.app import create_app  # noqa: E402
 from proxy_core.config_files import LangfuseProject, SecretsFile  # noqa: E402
 from proxy_core.settings import Settings  # noqa: E402
+from tests.doc_examples import PAGES, Block, runnable  # noqa: E402
 from tests.fakes.langfuse import create_langfuse_app  # noqa: E402
 from tests.fakes.langfuse_state import LangfuseState  # noqa: E402
 from tests.fakes.server import ServerThread  # noqa: E402
@@ -131,6 +135,18 @@ def judge(outcomes: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+def run_driver(client_python: str, gateway_url: str, provider_url: str, examples: list[Block]) -> int:
+    """The driver, then ``examples`` (the docs' eval-protocol examples), against one gateway."""
+    driver = str(HERE / "eval_protocol_driver.py")
+    status = subprocess.run([client_python, driver, gateway_url, f"{provider_url}/v1"], timeout=300).returncode
+    for example in examples:
+        if status != 0:
+            break
+        print(f"{example.where()}:", flush=True)
+        status = subprocess.run([client_python, "-c", example.for_gateway(gateway_url)], timeout=300).returncode
+    return status
+
+
 def main(client_python: str) -> int:
     state = LangfuseState({"ep": ("pk-lf-ep", "sk-lf-ep")})
     with (
@@ -138,21 +154,25 @@ def main(client_python: str) -> int:
         ServerThread(create_langfuse_app(state=state)) as langfuse,
     ):
         project = LangfuseProject(public_key="pk-lf-ep", secret_key="sk-lf-ep", host=langfuse.url)  # type: ignore[arg-type]
-        settings = Settings(
-            secrets=SecretsFile(langfuse_keys={"ep": project}, default_project_id="ep"),
-            allowed_base_urls=(f"{upstream.url}/v1",),
-            tracing_batch_delay_ms=50,
-            redis_url="redis://127.0.0.1:6379/0",
-            redis_key_prefix=f"compat-{uuid.uuid4().hex[:8]}",
-        )
-        with ServerThread(create_app(settings), loop="asyncio") as gateway:
+        common: dict[str, Any] = {
+            "allowed_base_urls": (f"{upstream.url}/v1",),
+            "tracing_batch_delay_ms": 50,
+            "redis_url": "redis://127.0.0.1:6379/0",
+            "redis_key_prefix": f"compat-{uuid.uuid4().hex[:8]}",
+        }
+        with_langfuse = Settings(secrets=SecretsFile(langfuse_keys={"ep": project}, default_project_id="ep"), **common)
+        with ServerThread(create_app(with_langfuse), loop="asyncio") as gateway:
             # The client only rewrites base URLs that start with http://localhost.
             gateway_url = gateway.url.replace("127.0.0.1", "localhost")
-            driver = str(HERE / "eval_protocol_driver.py")
-            status = subprocess.run([client_python, driver, gateway_url, f"{upstream.url}/v1"], timeout=300).returncode
+            status = run_driver(client_python, gateway_url, upstream.url, [])
             if status != 0:
                 return status
             outcomes = run_remote_evaluation(client_python, gateway_url, f"{upstream.url}/v1")
+        examples = [block for page in PAGES for block in runnable(page, "compat")]
+        with ServerThread(create_app(Settings(secrets=SecretsFile(), **common)), loop="asyncio") as gateway:
+            status = run_driver(client_python, gateway.url.replace("127.0.0.1", "localhost"), upstream.url, examples)
+            if status != 0:
+                return status
     for outcome in sorted(outcomes, key=lambda o: o["prompt"]):
         print(f"remote rollout {outcome['prompt']!r}: {outcome['code']} {outcome['message']!r} "
               f"after {outcome['seconds_since_start']} s (timeout {ROLLOUT_TIMEOUT_S:.0f} s), "

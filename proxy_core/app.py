@@ -19,6 +19,14 @@ import httpx
 from fastapi import FastAPI
 
 from proxy_core.adapters.aws_secrets import AwsSecretsManagerSource
+from proxy_core.adapters.embedded_traces import (
+    EmbeddedOrLangfuseIntake,
+    EmbeddedOrLangfuseSource,
+    EmbeddedTraceStore,
+    MemoryTraceBackend,
+    TraceBackend,
+    embedded_target,
+)
 from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
 from proxy_core.adapters.litellm_router import build_router
@@ -31,12 +39,13 @@ from proxy_core.adapters.otlp_json import OtlpJsonCodec
 from proxy_core.adapters.redis_rollout_logs import RedisRolloutLogs
 from proxy_core.adapters.redis_spool import RedisSpanSpool
 from proxy_core.adapters.redis_store import RedisRolloutStore
-from proxy_core.api import dispatch, health
+from proxy_core.adapters.redis_traces import RedisTraceBackend
+from proxy_core.api import dispatch, health, openapi
 from proxy_core.api.deps import Services
 from proxy_core.api.errors import register_error_handlers
 from proxy_core.config_files import ConfigError, SecretsFile, SecretsFileSource
 from proxy_core.production import production_problems
-from proxy_core.services.auth import AuthProvider, NoAuth, StaticApiKeys
+from proxy_core.services.auth import ALL_PROJECTS, AuthProvider, NoAuth, StaticApiKeys
 from proxy_core.services.base_url import BaseUrlPolicy, refuses_addresses
 from proxy_core.services.budget import ReadBudgets
 from proxy_core.services.completions import CompletionPolicy, CompletionService
@@ -44,7 +53,7 @@ from proxy_core.services.governance import Governance
 from proxy_core.services.llm import LlmClient
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.preparation import RequestPreparer
-from proxy_core.services.projects import ProjectDirectory, ProjectTable
+from proxy_core.services.projects import UNCONFIGURED_PROJECT, ProjectDirectory, ProjectTable
 from proxy_core.services.prompts import PromptCache
 from proxy_core.services.response_cache import ResponseCache
 from proxy_core.services.rollout_logs import RolloutLogsService, RolloutLogStore
@@ -112,6 +121,21 @@ def build_log_store(settings: Settings, store: RolloutStore) -> RolloutLogStore:
     return MemoryRolloutLogs(ttl_s=settings.redis_key_ttl_s, max_entries=settings.rollout_log_max_entries)
 
 
+def build_embedded_traces(settings: Settings, store: RolloutStore) -> EmbeddedTraceStore:
+    """The embedded trace store beside the rollout store: on its Redis client, or in process."""
+    backend: TraceBackend
+    if isinstance(store, RedisRolloutStore):
+        backend = RedisTraceBackend(
+            store.client,
+            prefix=settings.redis_key_prefix,
+            ttl_s=settings.redis_key_ttl_s,
+            timeout_s=settings.redis_timeout_s,
+        )
+    else:
+        backend = MemoryTraceBackend(ttl_s=settings.redis_key_ttl_s, max_bytes=settings.embedded_traces_max_mb << 20)
+    return EmbeddedTraceStore(backend)
+
+
 def build_trace_source(settings: Settings) -> TraceSource:
     """One pooled HTTP client for every Langfuse read, with a per-project read budget."""
     client = httpx.AsyncClient(
@@ -152,7 +176,7 @@ def secrets_snapshot(settings: Settings, auth: AuthProvider | None, secrets: Sec
         problems = production_problems(secrets, settings.catalog)
         if problems:
             raise ConfigError("refusing to run in production: " + "; ".join(problems))
-    projects = ProjectTable.of(secrets.langfuse_keys, secrets.default_project_id, settings.langfuse_host)
+    projects = project_table(settings, secrets)
     for group in projects.shared_destinations():
         # Spans are redacted at export by their destination's project: projects sharing one
         # Langfuse project must share their PII rules, or one's spans would leave under the
@@ -167,6 +191,23 @@ def secrets_snapshot(settings: Settings, auth: AuthProvider | None, secrets: Sec
         projects=projects,
         auth=auth or build_auth(secrets),
     )
+
+
+def project_table(settings: Settings, secrets: SecretsFile) -> ProjectTable:
+    """The secrets' Langfuse projects; without any, projects trace to the embedded store.
+
+    The embedded store accepts the projects the configuration names — the gateway configuration's
+    ``projects:``, the gateway API keys' projects, the default project — and calls that name no
+    project (a namespace of their own). Any other id is a 404, as with Langfuse, so that a key
+    bound to some projects reaches exactly those, and a typo is an error, not a new project.
+    """
+    if secrets.langfuse_keys:
+        return ProjectTable.of(secrets.langfuse_keys, secrets.default_project_id, settings.langfuse_host)
+    named = {*settings.catalog.projects, *(p for key in secrets.api_keys for p in key.projects if p != ALL_PROJECTS)}
+    if secrets.default_project_id is not None:
+        named.add(secrets.default_project_id)
+    targets = {project_id: embedded_target(project_id) for project_id in sorted(named | {UNCONFIGURED_PROJECT})}
+    return ProjectTable(targets, secrets.default_project_id)
 
 
 def current_secrets(settings: Settings, source: SecretsSource | None, auth: AuthProvider | None) -> CurrentSecrets:
@@ -198,15 +239,21 @@ def build_spool(settings: Settings, store: RolloutStore) -> SpanSpool:
 
 
 def start_tracing(
-    settings: Settings, projects: ProjectDirectory, sanitizer: Sanitizer, store: RolloutStore, *, always: bool
+    settings: Settings,
+    projects: ProjectDirectory,
+    sanitizer: Sanitizer,
+    store: RolloutStore,
+    embedded: EmbeddedTraceStore,
+    *,
+    always: bool,
 ) -> LangfuseTracing | None:
     """The tracing logger and the delivery behind it, registered and running; None without
-    projects (unless ``always``)."""
+    projects (unless ``always``). Spans of embedded-store targets go to its intake."""
     if not projects.tracing_enabled and not always:
         return None
     delivery = TraceDelivery(
         targets=projects.targets,
-        intake=LangfuseOtlpIntake(),
+        intake=EmbeddedOrLangfuseIntake(embedded, LangfuseOtlpIntake()),
         spool=build_spool(settings, store),
         codec=OtlpJsonCodec(),
         tuning=DeliveryTuning(
@@ -256,12 +303,15 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         inner_store = store_factory(settings)
         store = GuardedStore(inner_store)
+        embedded = build_embedded_traces(settings, inner_store)
         # A refresh of the secrets may bring the first project: then tracing runs from the start.
-        tracing = start_tracing(settings, projects, sanitizer, inner_store, always=refresher.enabled)
+        tracing = start_tracing(settings, projects, sanitizer, inner_store, embedded, always=refresher.enabled)
+        where = secrets_source.name if secrets_source is not None else settings.secrets_path
         if tracing is None:
-            where = secrets_source.name if secrets_source is not None else settings.secrets_path
             logger.warning("no Langfuse projects configured (%s): tracing is off", where)
-        trace_source = trace_source_factory(settings)
+        elif not secrets.snapshot.secrets.langfuse_keys:
+            logger.warning("no Langfuse projects configured (%s): traces go to the embedded store", where)
+        trace_source = EmbeddedOrLangfuseSource(embedded, trace_source_factory(settings))
         governance = Governance(settings.catalog, settings.environment)
         owned: LiteLLMClient | None = None
         llm_client: LlmClient
@@ -340,9 +390,10 @@ def create_app(
         title="proxy-core",
         summary="Evaluation-aware OpenAI-compatible LLM gateway",
         lifespan=lifespan,
-        docs_url=None,
+        docs_url="/docs",
         redoc_url=None,
     )
+    openapi.install(app)
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(dispatch.router)

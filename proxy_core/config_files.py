@@ -86,8 +86,15 @@ class SecretsFile(_Strict):
 
     @model_validator(mode="after")
     def _check_default_project(self) -> SecretsFile:
-        if self.default_project_id is not None and self.default_project_id not in self.langfuse_keys:
-            raise ValueError(f"default_project_id {self.default_project_id!r} is not in langfuse_keys")
+        """With Langfuse projects the default is one of them; without, any id (the embedded store)."""
+        default = self.default_project_id
+        if default is None:
+            return self
+        if self.langfuse_keys and default not in self.langfuse_keys:
+            raise ValueError(f"default_project_id {default!r} is not in langfuse_keys")
+        problem = identifier_problem(default)
+        if problem is not None:
+            raise ValueError(f"default_project_id {default!r} {problem}")
         return self
 
 

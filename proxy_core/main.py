@@ -122,6 +122,8 @@ def main() -> int:
         print(f"proxy_core: invalid configuration: {message}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    from proxy_core.banner import announce_when_ready
     from proxy_core.serving import serve
 
+    announce_when_ready(settings)
     return serve(uvicorn_options(settings))

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     trace_export_max_batch_bytes: int = Field(default=3 * 1024 * 1024, ge=64 * 1024)
     trace_spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     shutdown_flush_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # Without Langfuse projects, traces go to the embedded store: in Redis when it is configured,
+    # else in process, where this bounds what it holds (the oldest traces go first).
+    embedded_traces_max_mb: int = Field(default=100, ge=1, le=65_536)
 
     # Reading traces back (/traces)
     traces_timeout_s: float = Field(default=60.0, gt=0, le=900)

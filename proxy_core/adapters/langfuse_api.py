@@ -51,7 +51,9 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _maybe_json(value: Any) -> Any:
+def maybe_json(value: Any) -> Any:
+    """A JSON document in a string, parsed: how trace input, output and metadata are read back
+    (the v2 API returns them as raw strings). The embedded store reads its own this way too."""
     if isinstance(value, str) and value[:1] in ("{", "[", '"'):
         try:
             return orjson.loads(value)
@@ -67,8 +69,8 @@ def _observation(row: dict[str, Any]) -> dict[str, Any]:
         "name": row.get("name"),
         "start_time": row.get("startTime"),
         "end_time": row.get("endTime"),
-        "input": _maybe_json(row.get("input")),
-        "output": _maybe_json(row.get("output")),
+        "input": maybe_json(row.get("input")),
+        "output": maybe_json(row.get("output")),
         "parent_observation_id": row.get("parentObservationId"),
     }
 
@@ -82,8 +84,8 @@ def _trace(row: dict[str, Any], *, trace_id: str, name: Any, tags: Any, timestam
         session_id=row.get("sessionId"),
         tags=list(tags or []),
         timestamp=str(timestamp),
-        input=_maybe_json(row.get("input")),
-        output=_maybe_json(row.get("output")),
+        input=maybe_json(row.get("input")),
+        output=maybe_json(row.get("output")),
         metadata=row.get("metadata") or {},
         environment=row.get("environment"),
         version=row.get("version"),

@@ -97,7 +97,7 @@ class RedisRolloutStore:
     @property
     def client(self) -> Redis:
         """The store's client, shared with the other Redis adapters (a rollout's log, the trace
-        spool): one pool, closed here."""
+        spool, the embedded trace store): one pool, closed here."""
         return self._client
 
     def _key(self, project_id: str, rollout_id: str) -> str:

@@ -9,8 +9,8 @@ claims gets an OpenAI-style 404 (or 405 for a known path called with the wrong m
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.routing import APIRoute
 from starlette.responses import Response
+from starlette.routing import Route
 
 from proxy_core.api import health
 from proxy_core.api.chat import handle_chat, handle_score
@@ -31,6 +31,11 @@ _METHODS = {
     Endpoint.LOGS: ("GET", "POST"),
     Endpoint.STATUS: ("GET",),
 }
+
+
+def allowed_methods(endpoint: Endpoint) -> tuple[str, ...]:
+    """The methods ``endpoint`` takes (also what ``/openapi.json`` lists for it)."""
+    return _METHODS[endpoint]
 
 
 def metadata_target(request: Request) -> MetadataPath | None:
@@ -67,13 +72,13 @@ async def dispatch(request: Request, services: ServicesDep) -> Response:
 
 
 def _fixed_route_methods(request: Request) -> list[str]:
-    """The methods of the fixed routes (``/health``, ``/v1/models`` …) at this exact path.
+    """The methods of the fixed routes (``/health``, ``/v1/models``, ``/docs`` …) at this exact path.
 
     A method those routes do not take falls through to this catch-all; the answer is then a 405
     naming theirs, not a 404 for a path that exists.
     """
     methods: set[str] = set()
-    for route in health.router.routes:
-        if isinstance(route, APIRoute) and route.path == request.url.path:
+    for route in [*request.app.routes, *health.router.routes]:  # included routers are not flattened
+        if isinstance(route, Route) and route.path == request.url.path:
             methods |= route.methods or set()
     return sorted(methods)

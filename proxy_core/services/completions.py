@@ -211,7 +211,7 @@ class CompletionService:
         tags = list(dict.fromkeys([*request.client_tags, *governance.extra_tags]))
         trace_metadata: dict[str, Any] = dict(request.client_metadata)
         trace_metadata.update(governance.required_metadata)
-        if context.project.tracing is not None:
+        if context.project.tracing is not None and context.project.store_id:
             trace_metadata["project_id"] = context.project.store_id
         rollout = context.path.rollout
         if rollout is not None and context.insertion_id is not None:

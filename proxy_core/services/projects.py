@@ -1,4 +1,4 @@
-"""Which Langfuse project a request belongs to, and where its traces go."""
+"""Which project a request belongs to, and where its traces go (Langfuse or the embedded store)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,12 @@ class ResolvedProject:
 
 @dataclass(frozen=True, slots=True)
 class ProjectTable:
-    """The projects of one version of the secrets: never edited, replaced whole on a refresh."""
+    """The projects of one version of the secrets: never edited, replaced whole on a refresh.
+
+    A target under ``UNCONFIGURED_PROJECT`` (an id no path can name) is where calls that name no
+    project go when there is no default: the embedded trace store gives them one; with Langfuse
+    there is none, and such calls go untraced.
+    """
 
     targets: Mapping[str, LangfuseTarget]
     default: str | None
@@ -88,7 +93,7 @@ class ProjectDirectory:
         table = self._table()
         if project_id is None:
             if table.default is None:
-                return ResolvedProject(UNCONFIGURED_PROJECT, None)
+                return ResolvedProject(UNCONFIGURED_PROJECT, table.targets.get(UNCONFIGURED_PROJECT))
             project_id = table.default
         target = table.targets.get(project_id)
         if target is None:

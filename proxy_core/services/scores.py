@@ -81,7 +81,7 @@ class ScoresService:
             return await self._send(target, trace_id, insertion_id, fields, deadline)
         except RetryableError as exc:
             raise UpstreamTimeoutError(
-                f"Langfuse did not accept the score: {exc}", code="langfuse_unavailable"
+                f"The trace store did not accept the score: {exc}", code="langfuse_unavailable"
             ) from exc
 
     async def _send(
@@ -110,4 +110,4 @@ class ScoresService:
         score_id: str | None = await retrying(attempts=3, deadline=deadline)(
             self._source.create_score, target, score, deadline=deadline
         )
-        return {"id": score_id, "trace_id": trace_id, "project_id": target.project_id, **fields}
+        return {"id": score_id, "trace_id": trace_id, "project_id": target.project_id or None, **fields}

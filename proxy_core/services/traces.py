@@ -195,7 +195,7 @@ class TracesService:
     @staticmethod
     def _response(project_id: str, traces: list[TraceRecord], query: TracesQuery) -> dict[str, Any]:
         return {
-            "project_id": project_id,
+            "project_id": project_id or None,  # None: calls that named no project
             "total_traces": len(traces),
             "traces": [trace.to_response(query.fields) for trace in traces],
         }
@@ -236,7 +236,9 @@ class TracesService:
                     headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
                     code="langfuse_rate_limited",
                 ) from exc
-            raise UpstreamTimeoutError(f"Langfuse did not answer in time: {exc}", code="langfuse_unavailable") from exc
+            raise UpstreamTimeoutError(
+                f"The trace store did not answer in time: {exc}", code="langfuse_unavailable"
+            ) from exc
         if poll.missing:
             missing = sorted(poll.missing)
             raise TracesIncompleteError(

@@ -56,6 +56,16 @@ class GatewayProcess:
             time.sleep(0.1)
         raise TimeoutError(f"gateway not ready:\n{self.log.read_text()}")
 
+    def wait_for_log(self, text: str, timeout: float = 30) -> str:
+        """The log, once it holds ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log.read_text()
+            if text in log:
+                return log
+            time.sleep(0.05)
+        raise TimeoutError(f"{text!r} not logged:\n{self.log.read_text()}")
+
     def terminate(self, timeout: float = 30) -> int:
         self.process.send_signal(signal.SIGTERM)
         try:

@@ -151,10 +151,20 @@ def test_runs_with_no_configuration_at_all(tmp_path: Path) -> None:
         )
         assert reply.status_code == 200
         assert reply.json()["choices"][0]["message"]["content"] == "Hello from the gateway's demo model."
-        assert "x-insertion-id" in reply.headers
-        log = gateway.log.read_text()
+        insertion_id = reply.headers["x-insertion-id"]
+        read = httpx.get(f"{gateway.url}/v1/traces/pointwise", params={"tags": "rollout_id:r"}, timeout=30)
+        assert read.status_code == 200, read.text
+        (trace,) = read.json()["traces"]
+        assert f"insertion_id:{insertion_id}" in trace["tags"]
+        assert trace["output"] == {"role": "assistant", "content": "Hello from the gateway's demo model."}
+        log = gateway.wait_for_log("proxy-core is ready on")
         assert "in-process rollout store" in log
-        assert "tracing is off" in log
+        assert "traces go to the embedded store" in log
+        banner = log[log.index("proxy-core is ready on") :]
+        assert banner.startswith(f"proxy-core is ready on http://127.0.0.1:{gateway.port}\n")
+        assert "  traces:   the embedded trace store, in this process" in banner
+        assert "  rollouts: in this process (one process only)" in banner
+        assert log.count("proxy-core is ready on") == 1
     finally:
         gateway.terminate()
         gateway.kill()

@@ -54,6 +54,7 @@ def test_two_workers_share_connections_and_deliver_every_trace_on_sigterm(
         first, second = listeners.values()
         assert not first & second, "the workers share one listening socket"
         gateway.wait_ready()
+        gateway.wait_for_log("proxy-core is ready on")
 
         acknowledged = set()
         for n, client in enumerate(clients):  # one keep-alive connection each, kept open
@@ -73,7 +74,9 @@ def test_two_workers_share_connections_and_deliver_every_trace_on_sigterm(
         code = gateway.terminate(timeout=60)
         assert code in (0, -signal.SIGTERM), gateway.log.read_text()
         assert insertion_ids_received(langfuse_state) == acknowledged
-        assert gateway.log.read_text().count("tracing stopped: ended=") == 2
+        log = gateway.log.read_text()
+        assert log.count("tracing stopped: ended=") == 2
+        assert log.count("proxy-core is ready on") == 1, "one banner, from the supervisor, not one per worker"
     finally:
         for client in clients:
             client.close()

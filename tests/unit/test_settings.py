@@ -70,6 +70,7 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
         ("langfuse_keys: {}\nunknown_key: 1", "unknown_key"),
         ("langfuse_keys: {p: {public_key: pk, secret_key: sk}}\ndefault_project_id: q", "default_project_id"),
         ("langfuse_keys: {'a,b': {public_key: pk, secret_key: sk}}", "a,b"),
+        ("default_project_id: 'a b'", "whitespace"),
         ("api_keys: [{key: short, projects: [p]}]", "16 characters"),
         ("{ not yaml", "not valid YAML"),
     ],
@@ -80,6 +81,13 @@ def test_bad_secrets_file_names_the_problem(tmp_path: Path, text: str, fragment:
     with pytest.raises(ConfigError, match=r"bad\.yaml") as info:
         Settings(secrets_path=path)
     assert fragment in str(info.value)
+
+
+def test_without_langfuse_projects_the_default_project_may_be_any_id(tmp_path: Path) -> None:
+    """The embedded trace store's default project: a secrets file with keys, no Langfuse."""
+    path = tmp_path / "secrets.yaml"
+    path.write_text("default_project_id: team-a\napi_keys: [{key: gw-0123456789abcdef, projects: [team-a]}]\n")
+    assert Settings(secrets_path=path).default_project_id == "team-a"
 
 
 def test_missing_explicit_secrets_file_fails(tmp_path: Path) -> None:
