@@ -23,6 +23,7 @@ import json
 import sys
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,9 +43,21 @@ class Outcome:
     acknowledged: set[str] = field(default_factory=set)
     statuses: dict[int, int] = field(default_factory=dict)
 
+    def merge(self, other: Outcome) -> None:
+        self.requests += other.requests
+        self.acknowledged |= other.acknowledged
+        for status, count in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + count
 
-async def drive(url: str, rate: float, seconds: float, outcome: Outcome, samples: list[int], ready_url: str) -> None:
-    """``rate`` tracked completions a second for ``seconds``; the spool's depth sampled every second."""
+
+# Load generators, each a process of its own: one Python client process tops out well below
+# 100 requests a second on a shared 2-core machine.
+DRIVERS = 4
+
+
+async def _drive(url: str, rate: float, seconds: float) -> Outcome:
+    """``rate`` tracked completions a second for ``seconds``, paced; what each was answered."""
+    outcome = Outcome()
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
 
@@ -59,25 +72,35 @@ async def drive(url: str, rate: float, seconds: float, outcome: Outcome, samples
             if status == 200 and response is not None:
                 outcome.acknowledged.add(response.headers["x-insertion-id"])
 
-        async def sample() -> None:
-            while True:
-                await asyncio.sleep(1)
-                project = (await client.get(ready_url)).json()["tracing"]["projects"].get("bench", {})
-                samples.append(project.get("spool", {}).get("spans", 0))
-
-        sampler = asyncio.create_task(sample())
         pending: set[asyncio.Task[None]] = set()
         started = time.monotonic()
-        n = 0
         while time.monotonic() - started < seconds:
-            task = asyncio.create_task(one(n))
+            task = asyncio.create_task(one(outcome.requests))
             pending.add(task)
             task.add_done_callback(pending.discard)
-            n += 1
-            await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
-        outcome.requests += n
+            outcome.requests += 1
+            await asyncio.sleep(max(0.0, started + outcome.requests / rate - time.monotonic()))
         await asyncio.gather(*pending)
-        sampler.cancel()
+    return outcome
+
+
+def _drive_in_process(url: str, rate: float, seconds: float) -> Outcome:
+    return asyncio.run(_drive(url, rate, seconds))
+
+
+def drive(url: str, rate: float, seconds: float, ready_url: str, samples: list[int] | None = None) -> Outcome:
+    """The traffic, split over ``DRIVERS`` processes; the spool's depth sampled every second."""
+    outcome = Outcome()
+    with ProcessPoolExecutor(max_workers=DRIVERS) as pool:
+        futures = [pool.submit(_drive_in_process, url, rate / DRIVERS, seconds) for _ in range(DRIVERS)]
+        while not all(future.done() for future in futures):
+            time.sleep(1)
+            if samples is not None:
+                project = httpx.get(ready_url, timeout=10).json()["tracing"]["projects"].get("bench", {})
+                samples.append(project.get("spool", {}).get("spans", 0))
+        for future in futures:
+            outcome.merge(future.result())
+    return outcome
 
 
 def delivered(id_log: Path) -> set[str]:
@@ -100,12 +123,12 @@ def run(minutes: float, rate: float, warmup_s: float, run_dir: Path) -> dict[str
     )  # fmt: skip
     gateway.start(run_dir, timeout_s=120)
     url, ready_url = gateway.url(0, f"outage-{prefix}"), f"http://{HOST}:{gateway.port}/ready"
-    warm, during, samples = Outcome(), Outcome(), list[int]()
+    samples: list[int] = []
     try:
-        asyncio.run(drive(url, rate, warmup_s, warm, [], ready_url))
+        warm = drive(url, rate, warmup_s, ready_url)
         langfuse.process.popen.kill()
         langfuse.process.popen.wait()
-        asyncio.run(drive(url, rate, minutes * 60, during, samples, ready_url))
+        during = drive(url, rate, minutes * 60, ready_url, samples)
         langfuse = start_langfuse(run_dir, id_log, port=langfuse.port)
         recovered = time.monotonic()
         acknowledged = warm.acknowledged | during.acknowledged
