@@ -52,8 +52,8 @@ async def _poll_forever(budgets: ReadBudgets, flow: str, grants: Grants) -> None
 
 
 async def test_a_new_rollout_is_served_before_forty_polling_ones() -> None:
-    """FIFO would put the newcomer behind forty queued polls (2 s at 20 reads/s)."""
-    budgets = ReadBudgets(rate_per_s=20.0, burst=1)
+    """FIFO would put the newcomer behind forty queued polls (0.8 s at 50 reads/s)."""
+    budgets = ReadBudgets(rate_per_s=50.0, burst=1)
     grants = Grants()
     pollers = [asyncio.create_task(_poll_forever(budgets, f"incomplete-{n}", grants)) for n in range(40)]
     try:
@@ -71,7 +71,7 @@ async def test_a_new_rollout_is_served_before_forty_polling_ones() -> None:
 
 async def test_backlogged_rollouts_share_the_budget_equally() -> None:
     """One rollout with ten concurrent pollers gets no more reads than a rollout with one."""
-    budgets = ReadBudgets(rate_per_s=100.0, burst=1)
+    budgets = ReadBudgets(rate_per_s=200.0, burst=1)
     grants = Grants()
     tasks = [asyncio.create_task(_poll_forever(budgets, "greedy", grants)) for _ in range(10)]
     tasks.append(asyncio.create_task(_poll_forever(budgets, "modest", grants)))
