@@ -14,6 +14,7 @@ as limits; where its ``simple-shuffle`` used them as weights, they become the de
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -25,6 +26,8 @@ from proxy_core.config_files import ConfigError, Deployment, ModelCatalog
 from proxy_core.redis_options import RedisOptions
 from proxy_core.services.llm import CallInfo, ChunkStream
 from proxy_core.services.rate_limits import DeploymentLimit, DeploymentLimits, UsageWindows
+
+logger = logging.getLogger(__name__)
 
 LIMIT_KEYS = ("rpm", "tpm")
 
@@ -159,7 +162,7 @@ def _refused(model: str, retry_after_s: int) -> DeploymentRateLimitError:
 
 
 def redis_cache_options(options: RedisOptions, prefix: str) -> dict[str, Any]:
-    """The Router's own Redis client on the gateway's topology, credentials, TLS and timeouts.
+    """LiteLLM's Redis cache options for the gateway's topology, credentials, TLS and timeouts.
 
     LiteLLM's default is 5 s per Redis call; with the gateway's ``REDIS_TIMEOUT_S`` a frozen
     Redis costs a routed call what it costs the rollout store.
@@ -172,8 +175,7 @@ def redis_cache_options(options: RedisOptions, prefix: str) -> dict[str, Any]:
     tls = tls_kwargs(options)
     if options.mode == "standalone":
         # LiteLLM builds a URL-configured client from the URL alone (credentials and TLS files included).
-        query = {name: value for name, value in tls.items() if name != "ssl"}
-        return {"redis_url": options.url_with_credentials(**query), "cache_kwargs": cache}
+        return {**cache, "url": options.url_with_credentials(**{k: v for k, v in tls.items() if k != "ssl"})}
     if options.username is not None:
         cache["username"] = options.username
     if options.password is not None:
@@ -181,13 +183,32 @@ def redis_cache_options(options: RedisOptions, prefix: str) -> dict[str, Any]:
     cache.update(tls)
     if options.mode == "cluster":
         host, port = options.node()
-        cache["startup_nodes"] = [{"host": host, "port": port}]
-        return {"redis_url": options.url, "cache_kwargs": cache}
+        return {**cache, "startup_nodes": [{"host": host, "port": port}]}
     cache.update(sentinel_nodes=[list(node) for node in options.sentinels], service_name=options.service, db=options.db)
     if options.sentinel_password is not None:
         cache["sentinel_password"] = options.sentinel_password_value
-    host, port = options.sentinels[0]
-    return {"redis_host": host, "redis_port": port, "cache_kwargs": cache}
+    return cache
+
+
+def _attach_redis(router: LimitedRouter, options: RedisOptions, prefix: str) -> None:
+    """Give the Router its own Redis client; if LiteLLM cannot make one, its counters stay in process.
+
+    LiteLLM connects a cluster client as it makes it, so an unreachable cluster at start-up would
+    otherwise stop the gateway; and its blocking cluster client cannot present a TLS client
+    certificate. Either way the gateway starts, and says so: its own rate limits do not depend on
+    the Router's counters.
+    """
+    try:
+        cache = litellm.Router._create_redis_cache(redis_cache_options(options, prefix))
+    except Exception as exc:  # LiteLLM raises whatever its Redis client raised
+        logger.warning(
+            "LiteLLM's Router keeps its usage counters and cooldowns in this process: "
+            "its Redis client could not be made (%s: %s)",
+            type(exc).__name__,
+            exc,
+        )
+        return
+    router.update_redis_cache(cache)
 
 
 def build_router(
@@ -216,6 +237,7 @@ def build_router(
         value = getattr(settings, name)
         if value is not None:
             options[name] = value
+    router = LimitedRouter(DeploymentLimits(limits, windows), **options)
     if redis is not None:
-        options.update(redis_cache_options(redis, key_prefix))
-    return LimitedRouter(DeploymentLimits(limits, windows), **options)
+        _attach_redis(router, redis, key_prefix)
+    return router

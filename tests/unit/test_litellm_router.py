@@ -66,14 +66,31 @@ def test_a_limit_must_be_a_positive_integer(value: object) -> None:
 def test_cache_options_per_topology(tmp_path: Path) -> None:
     tls = RedisTls(ca_file=tmp_path / "ca.pem")
     standalone = RedisOptions(mode="standalone", url="rediss://h:1/2", username="u", tls=tls, timeout_s=1.0)
-    assert redis_cache_options(standalone, "gw")["redis_url"] == f"rediss://u@h:1/2?ssl_ca_certs={tmp_path}/ca.pem"
+    assert redis_cache_options(standalone, "gw")["url"] == f"rediss://u@h:1/2?ssl_ca_certs={tmp_path}/ca.pem"
 
-    cluster: dict[str, Any] = redis_cache_options(RedisOptions(mode="cluster", url="redis://n:7001"), "gw")
-    assert cluster["cache_kwargs"]["startup_nodes"] == [{"host": "n", "port": 7001}]
+    cluster: dict[str, Any] = redis_cache_options(RedisOptions(mode="cluster", url="redis://n:7001", tls=tls), "gw")
+    assert cluster["startup_nodes"] == [{"host": "n", "port": 7001}]
+    assert (cluster["ssl"], cluster["ssl_ca_certs"], cluster["namespace"]) == (
+        True,
+        str(tmp_path / "ca.pem"),
+        "gw:router",
+    )
+    assert "url" not in cluster, "a URL makes LiteLLM's blocking cluster client pass 'ssl' to each connection"
 
     sentinel = redis_cache_options(
         RedisOptions(mode="sentinel", url=None, sentinels=(("s1", 1), ("s2", 2)), service="m", db=3), "gw"
     )
-    assert (sentinel["redis_host"], sentinel["redis_port"]) == ("s1", 1)
-    assert sentinel["cache_kwargs"]["sentinel_nodes"] == [["s1", 1], ["s2", 2]]
-    assert (sentinel["cache_kwargs"]["service_name"], sentinel["cache_kwargs"]["db"]) == ("m", 3)
+    assert sentinel["sentinel_nodes"] == [["s1", 1], ["s2", 2]]
+    assert (sentinel["service_name"], sentinel["db"]) == ("m", 3)
+
+
+def test_an_unreachable_cluster_does_not_stop_the_router(caplog: pytest.LogCaptureFixture) -> None:
+    """LiteLLM's cluster client connects as it is made; the Router keeps its counters in process instead."""
+    options = RedisOptions(mode="cluster", url="redis://127.0.0.1:1", timeout_s=0.2)
+    router = build_router(ROUTED, options)
+    assert router is not None
+    try:
+        assert router.cache.redis_cache is None
+        assert "its Redis client could not be made" in caplog.text
+    finally:
+        router.discard()
