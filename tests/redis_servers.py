@@ -314,8 +314,10 @@ def _sentinel_ready(sentinel: RedisServer) -> bool:
 
 @contextmanager
 def sentinel_set(directory: Path) -> Iterator[SentinelSet]:
-    master = RedisServer(directory / "master")
-    replica = RedisServer(directory / "replica", ["--replicaof", "127.0.0.1", str(master.port)])
+    # A demoted master resyncs at once (Redis waits 5 s by default for more replicas to sync with).
+    quick_sync = ["--repl-diskless-sync-delay", "0"]
+    master = RedisServer(directory / "master", quick_sync)
+    replica = RedisServer(directory / "replica", [*quick_sync, "--replicaof", "127.0.0.1", str(master.port)])
     sentinels = []
     for n in range(3):
         folder = directory / f"sentinel-{n}"

@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from proxy_core.redis_options import RedisOptions
 
@@ -175,6 +176,21 @@ class RedisConnection:
     def waits_for_replicas(self) -> bool:
         """Whether writes that must survive a failover wait for ``WAIT`` (never on a cluster)."""
         return self.options.wait_replicas > 0 and self.options.mode != "cluster"
+
+    async def recheck_master(self) -> None:
+        """With Sentinel, ask which server is the master now; connections to a former one are dropped.
+
+        redis-py asks only when it opens a connection, so a pooled one keeps writing to a master
+        that lost its replicas in a failover (or a partition) and is not demoted yet: writes that
+        no replica confirms say so, and the next ones go to the new master.
+        """
+        if self._sentinel is None:
+            return
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                await self.client.connection_pool.get_master_address()
+        except (RedisError, OSError, TimeoutError):
+            return  # the next connection asks again
 
     async def aclose(self) -> None:
         if isinstance(self.client, RedisCluster):

@@ -131,6 +131,7 @@ class RedisRolloutStore:
         if confirmed < self._wait_replicas:
             # Recorded on the master but not on enough replicas: a failover could lose it, so the
             # client is not told it succeeded, and the caller voids the id (no phantom step).
+            await self.connection.recheck_master()
             raise StoreUnavailableError(
                 f"The insertion id was not confirmed by {self._wait_replicas} Redis replica(s) "
                 f"({confirmed} did); it was not recorded.",
