@@ -211,6 +211,7 @@ class RedisRolloutStore:
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailableError(f"The rollout store refused a write ({type(exc).__name__}: {exc}).") from exc
         if confirmed < self._wait_replicas:
+            await self.connection.recheck_master()
             raise StoreUnavailableError(
                 f"The rollout store's replicas did not confirm a write ({confirmed} of {self._wait_replicas})."
             )
