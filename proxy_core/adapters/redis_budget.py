@@ -15,10 +15,12 @@ from redis.exceptions import RedisError
 from proxy_core.adapters.redis_connection import RedisConnection
 from proxy_core.errors import StoreUnavailableError
 
-# Refill, then take one token if there is one: returns "0" or the seconds until one is there.
+# Refill, then take the next token: now, or reserved ahead (the count goes below zero) when it is
+# at most ARGV[3] seconds away. Returns {1 or 0 (taken or not), seconds until that token}.
 TAKE_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
@@ -29,15 +31,15 @@ if tokens == nil or at == nil then
   at = now
 end
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local wait = 0
-if tokens >= 1 then
+local wait = math.max(0, (1 - tokens) / rate)
+local taken = 0
+if wait <= max_wait then
   tokens = tokens - 1
-else
-  wait = (1 - tokens) / rate
+  taken = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'at', string.format('%.6f', now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return string.format('%.6f', wait)
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return {taken, string.format('%.6f', wait)}
 """
 
 
@@ -56,10 +58,12 @@ class RedisTokenBuckets:
         self._deadline_s = connection.deadline_s
         self._take = connection.client.register_script(TAKE_SCRIPT)
 
-    async def take(self, key: str, rate_per_s: float, burst: int) -> float:
+    async def take(self, key: str, rate_per_s: float, burst: int, max_wait_s: float) -> tuple[bool, float]:
         try:
             async with asyncio.timeout(self._deadline_s):
-                wait = await self._take(keys=[budget_key(self._prefix, key)], args=[rate_per_s, burst])
+                taken, wait = await self._take(
+                    keys=[budget_key(self._prefix, key)], args=[rate_per_s, burst, max(0.0, max_wait_s)]
+                )
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailableError(f"Could not take a read token ({type(exc).__name__}).") from exc
-        return float(wait)
+        return bool(int(taken)), float(wait)

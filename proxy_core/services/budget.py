@@ -13,7 +13,8 @@ reads granted to it that decays with ``ATTAINED_DECAY_S``, and the waiting read 
 the lowest count goes next. Forty rollouts polling for traces Langfuse has not ingested yet
 share the budget equally, and a rollout whose traces are all there gets its one read ahead of
 them instead of queueing behind all of their polls. The ordering is per process; between
-processes the shared bucket is raced for by one waiting read per process and project at a time.
+processes, a read that must wait reserves the bucket's next token, so each process's waiting read
+(one per process and project at a time) is served in turn rather than racing the others.
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ def reading_for(flow: str) -> Iterator[None]:
 class TokenSource(Protocol):
     """Token buckets by key (the port a shared store implements)."""
 
-    async def take(self, key: str, rate_per_s: float, burst: int) -> float:
-        """Take one token from ``key``'s bucket: 0.0 when taken, otherwise the seconds until one
-        will be there (nothing taken). Raises ``StoreUnavailableError`` when the store fails."""
+    async def take(self, key: str, rate_per_s: float, burst: int, max_wait_s: float) -> tuple[bool, float]:
+        """Take ``key``'s next token: ``(True, wait)`` when it is this caller's ``wait`` seconds from
+        now (0: at once), reserved so no other caller races for it; ``(False, wait)`` when that
+        would be more than ``max_wait_s`` away (nothing taken). Raises ``StoreUnavailableError``
+        when the store fails."""
         ...
 
 
@@ -70,17 +73,14 @@ class LocalTokenBuckets:
     def __init__(self) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    async def take(self, key: str, rate_per_s: float, burst: int) -> float:
+    async def take(self, key: str, rate_per_s: float, burst: int, max_wait_s: float) -> tuple[bool, float]:
         now = time.monotonic()
         tokens, updated = self._buckets.get(key, (float(burst), now))
         tokens = min(float(burst), tokens + (now - updated) * rate_per_s)
-        wait = 0.0
-        if tokens >= 1:
-            tokens -= 1
-        else:
-            wait = (1 - tokens) / rate_per_s
-        self._buckets[key] = (tokens, now)
-        return wait
+        wait = max(0.0, (1 - tokens) / rate_per_s)
+        granted = wait <= max_wait_s
+        self._buckets[key] = (tokens - 1 if granted else tokens, now)  # below zero: reserved ahead
+        return granted, wait
 
 
 class _FallbackSource:
@@ -91,10 +91,10 @@ class _FallbackSource:
         self._local = LocalTokenBuckets()
         self._local_until = 0.0
 
-    async def take(self, key: str, rate_per_s: float, burst: int) -> float:
+    async def take(self, key: str, rate_per_s: float, burst: int, max_wait_s: float) -> tuple[bool, float]:
         if time.monotonic() >= self._local_until:
             try:
-                return await self._shared.take(key, rate_per_s, burst)
+                return await self._shared.take(key, rate_per_s, burst, max_wait_s)
             except StoreUnavailableError as exc:
                 logger.warning(
                     "Langfuse read budget: the shared bucket failed (%s); this process counts its own for %.0f s",
@@ -102,7 +102,7 @@ class _FallbackSource:
                     SHARED_BUCKET_RETRY_S,
                 )
                 self._local_until = time.monotonic() + SHARED_BUCKET_RETRY_S
-        return await self._local.take(key, rate_per_s, burst)
+        return await self._local.take(key, rate_per_s, burst, max_wait_s)
 
 
 @dataclass(slots=True)
@@ -150,13 +150,11 @@ class FairBudget:
             self._pass_turn()
 
     async def _take(self, deadline: float) -> None:
-        while True:
-            wait = await self.source.take(self.key, self.rate_per_s, self.burst)
-            if wait <= 0:
-                return
-            if time.monotonic() + wait > deadline:
-                raise RetryableError("the project's Langfuse read budget is exhausted", retry_after_s=wait)
-            await asyncio.sleep(wait)
+        granted, wait = await self.source.take(self.key, self.rate_per_s, self.burst, deadline - time.monotonic())
+        if not granted:
+            raise RetryableError("the project's Langfuse read budget is exhausted", retry_after_s=wait)
+        if wait > 0:
+            await asyncio.sleep(wait)  # the token is reserved: nobody else takes it meanwhile
 
     async def _wait_turn(self, flow: str, deadline: float) -> None:
         now = time.monotonic()

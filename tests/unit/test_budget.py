@@ -102,7 +102,7 @@ class _FailingSource:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def take(self, key: str, rate_per_s: float, burst: int) -> float:
+    async def take(self, key: str, rate_per_s: float, burst: int, max_wait_s: float) -> tuple[bool, float]:
         self.calls += 1
         raise StoreUnavailableError("down")
 
@@ -118,10 +118,15 @@ async def test_a_failing_shared_bucket_falls_back_to_the_process() -> None:
     assert shared.calls == 1, "the shared bucket is not asked again on every read while it is down"
 
 
-async def test_local_buckets_refill_at_the_rate() -> None:
+async def test_local_buckets_reserve_the_next_token_within_the_wait_allowed() -> None:
     buckets = LocalTokenBuckets()
-    assert await buckets.take("k", 50.0, 1) == 0.0
-    wait = await buckets.take("k", 50.0, 1)
+    assert await buckets.take("k", 50.0, 1, 0.0) == (True, 0.0)
+    taken, wait = await buckets.take("k", 50.0, 1, 0.0)
+    assert not taken
     assert 0 < wait <= 0.02
-    await asyncio.sleep(0.03)
-    assert await buckets.take("k", 50.0, 1) == 0.0
+    taken, wait = await buckets.take("k", 50.0, 1, 1.0)
+    assert taken, "reserved ahead"
+    assert 0 < wait <= 0.02
+    taken, later = await buckets.take("k", 50.0, 1, 1.0)
+    assert taken
+    assert later == pytest.approx(wait + 0.02, abs=0.005), "the next caller is served after the reserved token"
