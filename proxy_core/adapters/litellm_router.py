@@ -30,6 +30,13 @@ from proxy_core.services.rate_limits import DeploymentLimit, DeploymentLimits, U
 logger = logging.getLogger(__name__)
 
 LIMIT_KEYS = ("rpm", "tpm")
+CALLBACK_LISTS = (
+    "callbacks",
+    "success_callback",
+    "_async_success_callback",
+    "failure_callback",
+    "_async_failure_callback",
+)
 
 
 def _limit(deployment: Deployment, name: str) -> int | None:
@@ -86,7 +93,22 @@ class LimitedRouter(litellm.Router):  # type: ignore[misc]
 
     def __init__(self, limits: DeploymentLimits, **options: Any) -> None:
         self.gateway_limits = limits
+        before = {name: list(getattr(litellm, name)) for name in CALLBACK_LISTS}
         super().__init__(**options)
+        # What the Router hooked into LiteLLM's global lists, its routing strategy's logger included:
+        # its own ``discard`` leaves that logger behind, so a later Router would run it too.
+        self._hooked = {
+            name: [hook for hook in getattr(litellm, name) if not any(hook is old for old in before[name])]
+            for name in CALLBACK_LISTS
+        }
+
+    def discard(self) -> None:
+        """Unhook everything this Router hooked into LiteLLM's global callback lists."""
+        super().discard()
+        for name, hooks in self._hooked.items():
+            hooked = getattr(litellm, name)
+            hooked[:] = [hook for hook in hooked if not any(hook is mine for mine in hooks)]
+        self._hooked = {}
 
     async def async_callback_filter_deployments(
         self,

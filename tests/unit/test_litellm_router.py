@@ -94,3 +94,20 @@ def test_an_unreachable_cluster_does_not_stop_the_router(caplog: pytest.LogCaptu
         assert "its Redis client could not be made" in caplog.text
     finally:
         router.discard()
+
+
+def test_a_discarded_router_leaves_no_hook_in_litellms_global_lists() -> None:
+    """LiteLLM's own ``discard`` left the routing strategy's logger registered: every later
+    Router in the process (a test's next gateway) ran the stale one too, on a closed client."""
+    import litellm
+
+    lists = ("callbacks", "success_callback", "_async_success_callback", "failure_callback", "_async_failure_callback")
+    before = {name: list(getattr(litellm, name)) for name in lists}
+    catalog = ModelCatalog.model_validate(
+        {**ROUTED.model_dump(), "router_settings": {"routing_strategy": "least-busy"}}
+    )
+    router = build_router(catalog, None)
+    assert router is not None
+    assert any(len(getattr(litellm, name)) > len(before[name]) for name in lists)
+    router.discard()
+    assert {name: list(getattr(litellm, name)) for name in lists} == before
