@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
-import logging
 import math
 import time
 from collections.abc import Iterator
@@ -30,18 +29,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from proxy_core.errors import StoreUnavailableError
 from proxy_core.retry import RetryableError
-
-logger = logging.getLogger(__name__)
+from proxy_core.services.shared_state import SharedOrLocal
 
 # A flow's count of granted reads falls to 1/e in 30 s: long enough to tell a rollout that has
 # been polling from one that just arrived, short enough to forget old polling.
 ATTAINED_DECAY_S = 30.0
 # Flows whose decayed count fell below this are forgotten (they sort as new anyway).
 FORGET_BELOW = 0.01
-# After the shared bucket failed, use the in-process one this long before asking it again.
-SHARED_BUCKET_RETRY_S = 5.0
 
 _FLOW: contextvars.ContextVar[str] = contextvars.ContextVar("langfuse_read_flow", default="")
 
@@ -83,28 +78,6 @@ class LocalTokenBuckets:
         return granted, wait
 
 
-class _FallbackSource:
-    """The shared bucket, and the in-process one while the shared one is unavailable."""
-
-    def __init__(self, shared: TokenSource) -> None:
-        self._shared = shared
-        self._local = LocalTokenBuckets()
-        self._local_until = 0.0
-
-    async def take(self, key: str, rate_per_s: float, burst: int, max_wait_s: float) -> tuple[bool, float]:
-        if time.monotonic() >= self._local_until:
-            try:
-                return await self._shared.take(key, rate_per_s, burst, max_wait_s)
-            except StoreUnavailableError as exc:
-                logger.warning(
-                    "Langfuse read budget: the shared bucket failed (%s); this process counts its own for %.0f s",
-                    exc.message,
-                    SHARED_BUCKET_RETRY_S,
-                )
-                self._local_until = time.monotonic() + SHARED_BUCKET_RETRY_S
-        return await self._local.take(key, rate_per_s, burst, max_wait_s)
-
-
 @dataclass(slots=True)
 class _Waiter:
     order: tuple[float, int]
@@ -125,7 +98,7 @@ class FairBudget:
     """One bucket's waiting reads, served least-recently-served flow first (module docstring)."""
 
     key: str
-    source: TokenSource
+    buckets: SharedOrLocal[TokenSource]
     rate_per_s: float
     burst: int
     _waiting: list[_Waiter] = field(default_factory=list)
@@ -150,7 +123,10 @@ class FairBudget:
             self._pass_turn()
 
     async def _take(self, deadline: float) -> None:
-        granted, wait = await self.source.take(self.key, self.rate_per_s, self.burst, deadline - time.monotonic())
+        max_wait_s = deadline - time.monotonic()
+        granted, wait = await self.buckets.run(
+            lambda buckets: buckets.take(self.key, self.rate_per_s, self.burst, max_wait_s)
+        )
         if not granted:
             raise RetryableError("the project's Langfuse read budget is exhausted", retry_after_s=wait)
         if wait > 0:
@@ -205,11 +181,11 @@ class ReadBudgets:
     def __init__(self, rate_per_s: float, burst: int, shared: TokenSource | None = None) -> None:
         self._rate = rate_per_s
         self._burst = burst
-        self._source: TokenSource = _FallbackSource(shared) if shared is not None else LocalTokenBuckets()
+        self._buckets = SharedOrLocal[TokenSource](shared, LocalTokenBuckets(), "Langfuse read budget")
         self._budgets: dict[str, FairBudget] = {}
 
     def for_key(self, key: str) -> FairBudget:
         budget = self._budgets.get(key)
         if budget is None:
-            budget = self._budgets[key] = FairBudget(key, self._source, self._rate, self._burst)
+            budget = self._budgets[key] = FairBudget(key, self._buckets, self._rate, self._burst)
         return budget

@@ -23,24 +23,18 @@ a few seconds rather than refusing or waiving every limited call.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol
 
-from proxy_core.errors import StoreUnavailableError
-
-logger = logging.getLogger(__name__)
+from proxy_core.services.shared_state import SharedOrLocal
 
 WINDOW_MS = 60_000
-# After the shared counters failed, count in process this long before asking them again.
-SHARED_RETRY_S = 5.0
 
 Metric = Literal["rpm", "tpm"]
 METRICS: tuple[Metric, ...] = ("rpm", "tpm")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +133,7 @@ class DeploymentLimits:
 
     def __init__(self, limits: Iterable[DeploymentLimit], shared: UsageWindows | None = None) -> None:
         self._limits = {limit.deployment_id: limit for limit in limits if limit.rpm or limit.tpm}
-        self._shared = shared
-        self._local = LocalUsageWindows()
-        self._local_until = 0.0
+        self._windows = SharedOrLocal[UsageWindows](shared, LocalUsageWindows(), "rate limits")
 
     def __bool__(self) -> bool:
         return bool(self._limits)
@@ -156,7 +148,7 @@ class DeploymentLimits:
         if not limited:
             return list(deployment_ids), None
         keys = [limit.key(metric) for limit in limited for metric in METRICS]
-        windows = dict(zip(keys, await self._call(lambda store: store.read(keys)), strict=True))
+        windows = dict(zip(keys, await self._windows.run(lambda store: store.read(keys)), strict=True))
         full: dict[str, int] = {}
         for limit in limited:
             for metric in METRICS:
@@ -171,7 +163,9 @@ class DeploymentLimits:
         limit = self._limits.get(deployment_id)
         if limit is None:
             return None
-        refused = await self._call(lambda store: store.admit(limit.key("rpm"), limit.rpm, limit.key("tpm"), limit.tpm))
+        refused = await self._windows.run(
+            lambda store: store.admit(limit.key("rpm"), limit.rpm, limit.key("tpm"), limit.tpm)
+        )
         return retry_after_s(refused.ms_left) if refused is not None else None
 
     async def spend(self, deployment_id: str | None, tokens: int) -> None:
@@ -179,18 +173,4 @@ class DeploymentLimits:
         limit = self.limit_of(deployment_id)
         if limit is None or limit.tpm is None or tokens <= 0:
             return
-        await self._call(lambda store: store.add(limit.key("tpm"), tokens))
-
-    async def _call(self, operation: Callable[[UsageWindows], Awaitable[T]]) -> T:
-        """Run on the shared store; while it fails, on this process's own counters."""
-        if self._shared is not None and time.monotonic() >= self._local_until:
-            try:
-                return await operation(self._shared)
-            except StoreUnavailableError as exc:
-                logger.warning(
-                    "rate limits: the shared counters failed (%s); this process counts on its own for %.0f s",
-                    exc.message,
-                    SHARED_RETRY_S,
-                )
-                self._local_until = time.monotonic() + SHARED_RETRY_S
-        return await operation(self._local)
+        await self._windows.run(lambda store: store.add(limit.key("tpm"), tokens))

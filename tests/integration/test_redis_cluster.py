@@ -139,11 +139,13 @@ async def test_moved_and_ask_redirections_are_followed(cluster: Cluster, key_pre
         assert direct.smembers(rollout_key(key_prefix, "p", asked)) == {"before", "during"}
 
 
-def routed_catalog(upstream_url: str, suffix: str) -> ModelCatalog:
+def routed_catalog(upstream_url: str, suffix: str, rpm: int = 3) -> ModelCatalog:
+    """The test catalogue plus ``limited`` (one deployment at ``rpm``), routed by usage, so
+    LiteLLM's Router keeps usage counters in Redis."""
     base = catalog_for(upstream_url).model_dump()
     limited = {
         "model_name": "limited",
-        "litellm_params": {"model": "openai/fake-model", "api_base": f"{upstream_url}/v1", "api_key": "k", "rpm": 3},
+        "litellm_params": {"model": "openai/fake-model", "api_base": f"{upstream_url}/v1", "api_key": "k", "rpm": rpm},
         "model_info": {"id": f"limited-{suffix}"},
     }
     base["model_list"] = [*base["model_list"], limited]

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy_core.config_files import ModelCatalog
 from proxy_core.services.store import rollout_key
-from tests.integration.conftest import Gateway, GatewayFactory, catalog_for, rollout_path
+from tests.integration.conftest import Gateway, GatewayFactory, rollout_path
+from tests.integration.test_redis_cluster import routed_catalog
 from tests.redis_servers import Access, RedisServer, make_certificates, running, wait_for
 
 
@@ -37,18 +37,6 @@ def settings_for(server: RedisServer, password: str = "tls-secret") -> dict[str,
     }
 
 
-def routed_catalog(upstream_url: str) -> ModelCatalog:
-    base = catalog_for(upstream_url).model_dump()
-    limited = {
-        "model_name": "limited",
-        "litellm_params": {"model": "openai/fake-model", "api_base": f"{upstream_url}/v1", "api_key": "k", "rpm": 2},
-        "model_info": {"id": f"limited-{uuid.uuid4().hex[:6]}"},
-    }
-    base["model_list"] = [*base["model_list"], limited]
-    base["router_settings"] = {"routing_strategy": "usage-based-routing-v2"}
-    return ModelCatalog.model_validate(base)
-
-
 async def _post(gateway: Gateway, path: str, model: str = "fake") -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30, headers={"authorization": "Bearer k"}) as http:
@@ -58,7 +46,9 @@ async def _post(gateway: Gateway, path: str, model: str = "fake") -> httpx.Respo
 async def test_the_store_the_limits_the_budget_and_the_router_all_use_tls_and_the_acl_user(
     server: RedisServer, gateway_factory: GatewayFactory, upstream: Any, key_prefix: str
 ) -> None:
-    gateway = gateway_factory(catalog=routed_catalog(upstream[0].url), **settings_for(server))
+    gateway = gateway_factory(
+        catalog=routed_catalog(upstream[0].url, uuid.uuid4().hex[:6], rpm=2), **settings_for(server)
+    )
     rollout = f"tls-{uuid.uuid4().hex[:8]}"
     reply = await _post(gateway, f"/{rollout_path(rollout)}/chat/completions")
     assert reply.status_code == 200, reply.text
