@@ -37,6 +37,10 @@ DEFAULT_SECRETS_PATH = Path("proxy_core/secrets.yaml")
 DEFAULT_GATEWAY_CONFIG = Path("config_no_cache.yaml")
 
 
+# Redis settings that also mean something without Redis (the in-process store's TTL, …).
+USED_WITHOUT_REDIS = frozenset({"redis_key_prefix", "redis_key_ttl_s", "redis_timeout_s"})
+
+
 class NotFromEnvironment:
     """Marks a field no environment variable sets (``Annotated[..., NotFromEnvironment]``)."""
 
@@ -200,7 +204,9 @@ class Settings(BaseSettings):
         orphans = sorted(
             name.upper()
             for name in self.model_fields_set
-            if name.startswith("redis_") and getattr(self, name) not in (None, (), False)
+            if name.startswith("redis_")
+            and name not in USED_WITHOUT_REDIS
+            and getattr(self, name) not in (None, (), False)
         )
         if orphans:
             raise ConfigError(f"{', '.join(orphans)} set, but no Redis is configured ({NO_REDIS_TARGET})")

@@ -11,8 +11,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from proxy_core.adapters.embedded_traces import SpanWrite
 from proxy_core.adapters.redis_connection import RedisConnection
 from proxy_core.adapters.redis_store import RedisRolloutStore
+from proxy_core.adapters.redis_traces import RedisTraceBackend
 from proxy_core.config_files import ModelCatalog
 from proxy_core.redis_options import RedisOptions, RedisTls
 from proxy_core.services.store import Usage, rollout_key, usage_key
@@ -197,3 +199,22 @@ async def _post(gateway: Gateway, path: str, model: str, n: int) -> httpx.Respon
 async def _get(gateway: Gateway, path: str, params: dict[str, Any]) -> httpx.Response:
     async with httpx.AsyncClient(base_url=gateway.url, timeout=60, headers={"authorization": "Bearer k"}) as http:
         return await http.get(path, params=params)
+
+
+async def test_the_embedded_trace_store_writes_several_traces_in_one_transaction(
+    cluster: Cluster, key_prefix: str
+) -> None:
+    """A write spans several traces and tags in one MULTI/EXEC: on a cluster its keys share the project's slot."""
+    connection = RedisConnection(options(cluster))
+    backend = RedisTraceBackend(connection.client, prefix=key_prefix, ttl_s=60, timeout_s=2.0)
+    try:
+        await backend.write(
+            "proj",
+            [
+                SpanWrite("trace-1", "span-1", ("rollout_id:r", "insertion_id:a"), b"one"),
+                SpanWrite("trace-2", "span-2", ("rollout_id:r", "insertion_id:b"), b"two"),
+            ],
+        )
+        assert await backend.traces_tagged("proj", "rollout_id:r") == {"trace-1": [b"one"], "trace-2": [b"two"]}
+    finally:
+        await connection.aclose()
