@@ -33,6 +33,7 @@ from pydantic import SecretStr
 
 from proxy_core.app import create_app
 from proxy_core.config_files import LangfuseProject, ModelCatalog, SecretsFile
+from proxy_core.services.store import rollout_key
 from proxy_core.settings import Settings
 from tests.fakes.langfuse import create_langfuse_app
 from tests.fakes.langfuse_state import LangfuseState
@@ -45,7 +46,7 @@ PROJECT = ("bench", "pk-lf-bench", "sk-lf-bench")
 
 def seed(state: LangfuseState, client: redis.Redis, prefix: str, rollout: str, count: int) -> None:
     ids = [str(uuid.uuid4()) for _ in range(count)]
-    client.sadd(f"{prefix}:{PROJECT[0]}:rollout:{rollout}", *ids)
+    client.sadd(rollout_key(prefix, PROJECT[0], rollout), *ids)
     for insertion_id in ids:
         state.insert_trace(PROJECT[0], tags=[f"rollout_id:{rollout}", f"insertion_id:{insertion_id}"], observations=2)
 

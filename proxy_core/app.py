@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI
@@ -29,13 +28,16 @@ from proxy_core.adapters.embedded_traces import (
 )
 from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
-from proxy_core.adapters.litellm_router import build_router
+from proxy_core.adapters.litellm_router import LimitedRouter, build_router
 from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
 from proxy_core.adapters.memory_rollout_logs import MemoryRolloutLogs
 from proxy_core.adapters.memory_spool import MemorySpanSpool
 from proxy_core.adapters.memory_store import MemoryRolloutStore
 from proxy_core.adapters.otlp_intake import LangfuseOtlpIntake
 from proxy_core.adapters.otlp_json import OtlpJsonCodec
+from proxy_core.adapters.redis_budget import RedisTokenBuckets
+from proxy_core.adapters.redis_connection import RedisConnection
+from proxy_core.adapters.redis_limits import RedisUsageWindows
 from proxy_core.adapters.redis_rollout_logs import RedisRolloutLogs
 from proxy_core.adapters.redis_spool import RedisSpanSpool
 from proxy_core.adapters.redis_store import RedisRolloutStore
@@ -78,34 +80,26 @@ logger = logging.getLogger("proxy_core")
 # Without writes of its own for this long, the gateway probes the rollout store (readiness).
 STORE_PROBE_INTERVAL_S = 1.0
 
-StoreFactory = Callable[[Settings], RolloutStore]
+StoreFactory = Callable[[Settings, RedisConnection | None], RolloutStore]
 LogStoreFactory = Callable[[Settings, RolloutStore], RolloutLogStore]
-TraceSourceFactory = Callable[[Settings], TraceSource]
+TraceSourceFactory = Callable[[Settings, RedisConnection | None], TraceSource]
 
 
-def redis_url(settings: Settings) -> str | None:
-    """The Redis URL, credentials included, or None when Redis is not configured."""
-    if settings.redis_url is not None:
-        return settings.redis_url.get_secret_value()
-    if settings.redis_host is None:
+def connect_redis(settings: Settings) -> RedisConnection | None:
+    """The application's one Redis client for the configured topology, or None without Redis."""
+    options = settings.redis_options
+    if options is None:
         return None
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    auth = f":{quote(password, safe='')}@" if password else ""
-    return f"redis://{auth}{settings.redis_host}:{settings.redis_port}/{settings.redis_db}"
+    logger.info("Redis: %s mode, %d replica(s) must confirm each insertion id", options.mode, options.wait_replicas)
+    return RedisConnection(options)
 
 
-def build_store(settings: Settings) -> RolloutStore:
+def build_store(settings: Settings, redis: RedisConnection | None) -> RolloutStore:
     """Redis when configured; otherwise an in-process store (single process only)."""
-    url = redis_url(settings)
-    if url is None:
-        logger.warning("no REDIS_URL/REDIS_HOST: using an in-process rollout store (single process only)")
+    if redis is None:
+        logger.warning("no Redis configured: using an in-process rollout store (single process only)")
         return MemoryRolloutStore(ttl_s=settings.redis_key_ttl_s)
-    return RedisRolloutStore(
-        url,
-        prefix=settings.redis_key_prefix,
-        ttl_s=settings.redis_key_ttl_s,
-        timeout_s=settings.redis_timeout_s,
-    )
+    return RedisRolloutStore(redis, prefix=settings.redis_key_prefix, ttl_s=settings.redis_key_ttl_s)
 
 
 def build_log_store(settings: Settings, store: RolloutStore) -> RolloutLogStore:
@@ -136,15 +130,22 @@ def build_embedded_traces(settings: Settings, store: RolloutStore) -> EmbeddedTr
     return EmbeddedTraceStore(backend)
 
 
-def build_trace_source(settings: Settings) -> TraceSource:
-    """One pooled HTTP client for every Langfuse read, with a per-project read budget."""
+def build_trace_source(settings: Settings, redis: RedisConnection | None) -> TraceSource:
+    """One pooled HTTP client for every Langfuse read, with a per-project read budget shared by
+    every process through Redis when there is one."""
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(30.0, connect=5.0),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
         follow_redirects=False,
     )
-    budgets = ReadBudgets.shared_by(settings.workers, settings.langfuse_read_rps, settings.langfuse_read_burst)
-    return LangfuseReadClient(client, budgets)
+    shared = RedisTokenBuckets(redis, prefix=settings.redis_key_prefix) if redis is not None else None
+    return LangfuseReadClient(client, ReadBudgets(settings.langfuse_read_rps, settings.langfuse_read_burst, shared))
+
+
+def build_llm_router(settings: Settings, redis: RedisConnection | None) -> LimitedRouter | None:
+    """LiteLLM's Router for the routed names, its counters and the rpm/tpm windows in Redis when configured."""
+    windows = RedisUsageWindows(redis, prefix=settings.redis_key_prefix) if redis is not None else None
+    return build_router(settings.catalog, settings.redis_options, windows=windows, key_prefix=settings.redis_key_prefix)
 
 
 def build_auth(secrets: SecretsFile) -> AuthProvider:
@@ -301,7 +302,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        inner_store = store_factory(settings)
+        redis = connect_redis(settings)
+        inner_store = store_factory(settings, redis)
         store = GuardedStore(inner_store)
         embedded = build_embedded_traces(settings, inner_store)
         # A refresh of the secrets may bring the first project: then tracing runs from the start.
@@ -311,15 +313,13 @@ def create_app(
             logger.warning("no Langfuse projects configured (%s): tracing is off", where)
         elif not secrets.snapshot.secrets.langfuse_keys:
             logger.warning("no Langfuse projects configured (%s): traces go to the embedded store", where)
-        trace_source = EmbeddedOrLangfuseSource(embedded, trace_source_factory(settings))
+        trace_source = EmbeddedOrLangfuseSource(embedded, trace_source_factory(settings, redis))
         governance = Governance(settings.catalog, settings.environment)
         owned: LiteLLMClient | None = None
         llm_client: LlmClient
         if llm is None:
             llm_client = owned = LiteLLMClient(
-                build_router(settings.catalog, redis_url(settings), settings.redis_timeout_s),
-                refuses=refuses_addresses,
-                tracing=tracing,
+                build_llm_router(settings, redis), refuses=refuses_addresses, tracing=tracing
             )
         else:
             llm_client = llm
@@ -385,6 +385,8 @@ def create_app(
             sanitizer.close()
             if owned is not None:
                 await owned.aclose()
+            if redis is not None:
+                await redis.aclose()
 
     app = FastAPI(
         title="proxy-core",

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -29,11 +29,16 @@ from pydantic_settings import (
 from proxy_core.config_files import ConfigError, ModelCatalog, SecretsFile, load_catalog, load_secrets
 from proxy_core.policy_config import EnvironmentName
 from proxy_core.production import production_problems
+from proxy_core.redis_options import NO_REDIS_TARGET, RedisMode, RedisOptions, redis_target
 
 SecretsSourceName = Literal["file", "aws-secretsmanager"]
 DEFAULT_LANGFUSE_HOST = "https://us.cloud.langfuse.com"
 DEFAULT_SECRETS_PATH = Path("proxy_core/secrets.yaml")
 DEFAULT_GATEWAY_CONFIG = Path("config_no_cache.yaml")
+
+
+# Redis settings that also mean something without Redis (the in-process store's TTL, …).
+USED_WITHOUT_REDIS = frozenset({"redis_key_prefix", "redis_key_ttl_s", "redis_timeout_s"})
 
 
 class NotFromEnvironment:
@@ -58,6 +63,7 @@ class Settings(BaseSettings):
     """Everything the gateway needs to start; validated once, then read-only."""
 
     model_config = SettingsConfigDict(extra="forbid", frozen=True, case_sensitive=False)
+    _redis_options: RedisOptions | None = PrivateAttr(default=None)
 
     # Deployment profile (selects the configuration file's `environments:` block)
     environment: EnvironmentName | None = None
@@ -73,12 +79,24 @@ class Settings(BaseSettings):
     # openai SDK: 5 s; load balancers: 60 s), so a client never sends on one the gateway closed.
     keep_alive_s: int = Field(default=75, ge=1, le=3600)
 
-    # Rollout store
+    # Rollout store and shared state: one Redis server, a Redis Cluster or a Sentinel-managed master
+    redis_mode: RedisMode = "standalone"
     redis_url: SecretStr | None = None
     redis_host: str | None = None
     redis_port: int = Field(default=6379, ge=1, le=65535)
+    redis_username: str | None = Field(default=None, min_length=1)
     redis_password: SecretStr | None = None
     redis_db: int = Field(default=0, ge=0)
+    redis_sentinels: Annotated[tuple[str, ...], NoDecode] = ()
+    redis_sentinel_service: str | None = Field(default=None, min_length=1)
+    redis_sentinel_username: str | None = Field(default=None, min_length=1)
+    redis_sentinel_password: SecretStr | None = None
+    redis_tls: bool = False
+    redis_tls_ca_file: Path | None = None
+    redis_tls_cert_file: Path | None = None
+    redis_tls_key_file: Path | None = None
+    # Replicas that must confirm an insertion id before it is acknowledged (unset: 0, or 1 with Sentinel).
+    redis_wait_replicas: int | None = Field(default=None, ge=0, le=16)
     redis_key_prefix: str = Field(default="gw", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     redis_key_ttl_s: int = Field(default=86_400, ge=1)
     # Per round trip. Measured on the event loop's clock, so it must allow for a saturated loop:
@@ -143,9 +161,9 @@ class Settings(BaseSettings):
         """Keyword arguments, then the environment; no ``.env`` or secrets directory."""
         return init_settings, _EnvironmentVariables(settings_cls)
 
-    @field_validator("allowed_base_urls", mode="before")
+    @field_validator("allowed_base_urls", "redis_sentinels", mode="before")
     @classmethod
-    def _split_base_urls(cls, value: Any) -> Any:
+    def _split_lists(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
@@ -163,12 +181,35 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _check_workers_share_state(self) -> Settings:
-        """Workers are separate processes: without Redis each would keep a rollout store of its
-        own, and ``/traces`` served by one would silently miss the completions of the others."""
-        if self.workers > 1 and not self.redis_enabled:
-            raise ConfigError("WORKERS > 1 needs REDIS_URL or REDIS_HOST: the workers must share one rollout store")
+    def _check_redis(self) -> Settings:
+        """Work out the Redis target once; refuse a combination that cannot be what was meant."""
+        try:
+            target = redis_target(self)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self._redis_options = target
+        if target is None:
+            self._check_needs_no_redis()
         return self
+
+    def _check_needs_no_redis(self) -> None:
+        """Without Redis each process keeps its own rollout store, counters and budgets: refuse
+        what only makes sense when several processes share one (and Redis options that point nowhere).
+
+        Workers are separate processes: ``/traces`` served by one would silently miss the completions
+        of the others, and each would count rate limits and spend the Langfuse read budget on its own.
+        """
+        if self.workers > 1:
+            raise ConfigError(f"WORKERS > 1 needs Redis ({NO_REDIS_TARGET}): the workers must share one rollout store")
+        orphans = sorted(
+            name.upper()
+            for name in self.model_fields_set
+            if name.startswith("redis_")
+            and name not in USED_WITHOUT_REDIS
+            and getattr(self, name) not in (None, (), False)
+        )
+        if orphans:
+            raise ConfigError(f"{', '.join(orphans)} set, but no Redis is configured ({NO_REDIS_TARGET})")
 
     @model_validator(mode="after")
     def _check_secrets_source(self) -> Settings:
@@ -209,7 +250,12 @@ class Settings(BaseSettings):
 
     @property
     def redis_enabled(self) -> bool:
-        return self.redis_url is not None or self.redis_host is not None
+        return self.redis_options is not None
+
+    @property
+    def redis_options(self) -> RedisOptions | None:
+        """The validated Redis target, or None for the in-process default."""
+        return self._redis_options
 
     @property
     def default_project_id(self) -> str | None:

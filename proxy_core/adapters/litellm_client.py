@@ -17,6 +17,7 @@ import litellm
 from proxy_core.adapters.litellm_deployments import DeploymentClients
 from proxy_core.adapters.litellm_errors import translate_error
 from proxy_core.adapters.litellm_origin import AddressCheck, OriginClients
+from proxy_core.adapters.litellm_router import LimitedRouter
 from proxy_core.adapters.litellm_stream import (
     ProviderStream,
     StreamLogging,
@@ -88,7 +89,7 @@ class LiteLLMClient:
 
     def __init__(
         self,
-        router: litellm.Router | None = None,
+        router: LimitedRouter | None = None,
         *,
         refuses: AddressCheck | None = None,
         tracing: LangfuseTracing | None = None,
@@ -155,7 +156,10 @@ class LiteLLMClient:
             if tracing is not None:
                 tracing.forget_call(call_id)
         body: dict[str, Any] = response.model_dump()
-        return Completion(body, call_info(getattr(response, "_hidden_params", None), body.get("usage")))
+        info = call_info(getattr(response, "_hidden_params", None), body.get("usage"))
+        if call.routed and call.replay is None and self._router is not None:
+            await self._router.spend(info)
+        return Completion(body, info)
 
     async def stream(self, call: LlmCall) -> ChunkStream:
         try:
@@ -166,4 +170,6 @@ class LiteLLMClient:
         source = provider_stream(wrapper) if not call.routed and call.replay is None else None
         if source is not None:
             return ProviderStream(wrapper, source, call.model, logging)
+        if call.routed and call.replay is None and self._router is not None:
+            return self._router.counted(WrappedStream(wrapper, call.model, logging))
         return WrappedStream(wrapper, call.model, logging)

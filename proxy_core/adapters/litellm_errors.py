@@ -16,6 +16,7 @@ from proxy_core.errors import (
     GatewayError,
     InvalidRequestError,
     NotFoundError,
+    RateLimitError,
     UpstreamError,
     UpstreamTimeoutError,
 )
@@ -41,6 +42,32 @@ def _retry_after(exc: Exception) -> dict[str, str]:
         if value:
             return {"Retry-After": str(value)}
     return {}
+
+
+class DeploymentRateLimitError(litellm.RateLimitError):  # type: ignore[misc]
+    """The gateway's own rpm/tpm limits refused a routed call (``services.rate_limits``).
+
+    A LiteLLM ``RateLimitError`` so the Router treats it as one (fallbacks are tried, no provider
+    error is logged for it), carrying the seconds until the window that refused it reopens.
+    """
+
+    def __init__(self, message: str, *, model: str, retry_after_s: int) -> None:
+        super().__init__(
+            message,
+            llm_provider="",
+            model=model,
+            response=httpx.Response(429, headers={"retry-after": str(retry_after_s)}),
+            category=litellm.RateLimitErrorCategory.LITELLM_RATE_LIMIT,
+        )
+        self.gateway_message = message
+        self.retry_after_s = retry_after_s
+
+
+def _rate_limited(causes: list[BaseException]) -> RateLimitError | None:
+    for cause in causes:
+        if isinstance(cause, DeploymentRateLimitError):
+            return RateLimitError(cause.gateway_message, headers={"Retry-After": str(cause.retry_after_s)})
+    return None
 
 
 def _router_retry_after(exc: Exception) -> str:
@@ -111,6 +138,9 @@ def translate_error(exc: Exception) -> GatewayError:
     if isinstance(exc, GatewayError):
         return exc
     causes = _causes(exc)
+    limited = _rate_limited(causes)
+    if limited is not None:
+        return limited
     if any(isinstance(c, litellm.Timeout | openai.APITimeoutError | httpx.TimeoutException) for c in causes):
         return UpstreamTimeoutError(f"The provider did not answer in time: {_clean_message(exc)}")
     if any(_is_transport_failure(c) for c in causes):

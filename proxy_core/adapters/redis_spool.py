@@ -82,8 +82,7 @@ return 1
 
 def spool_keys(prefix: str, project_id: str) -> list[str]:
     """The project's queue, data, byte counter and id sequence, under one hash tag."""
-    tag = key_part(project_id).replace("{", "%7B").replace("}", "%7D")
-    base = f"{prefix}:spool:{{{tag}}}"
+    base = f"{prefix}:spool:{{{key_part(project_id)}}}"  # key_part escapes braces: one tag per project
     return [f"{base}:queue", f"{base}:data", f"{base}:bytes", f"{base}:seq"]
 
 

@@ -2,10 +2,13 @@
 
 Per project, two kinds of keys under the gateway's prefix (ids escaped by ``key_part``):
 
-* ``{prefix}:{project}:trace:{trace_id}``, a HASH: one field per span (``span:{id}``, its entry)
+* ``{prefix}:{<project>}:trace:{trace_id}``, a HASH: one field per span (``span:{id}``, its entry)
   and per score (``score:{id}``);
-* ``{prefix}:{project}:trace-tag:{tag}``, a SET of the trace ids carrying that tag (the rollout's
+* ``{prefix}:{<project>}:trace-tag:{tag}``, a SET of the trace ids carrying that tag (the rollout's
   ``rollout_id:…`` and each ``insertion_id:…`` tag are how traces are found).
+
+The project in braces is the keys' Redis Cluster hash tag: a write spans several traces and tags,
+and a MULTI/EXEC on a cluster must stay in one slot.
 
 Every key carries the rollout TTL, renewed on every write, and each write is one MULTI/EXEC: a
 key never exists without its TTL. A read takes one tag's set and the matching hashes in one
@@ -37,10 +40,10 @@ class RedisTraceBackend:
         self._timeout_s = timeout_s
 
     def trace_key(self, project_id: str, trace_id: str) -> str:
-        return f"{self._prefix}:{key_part(project_id)}:trace:{key_part(trace_id)}"
+        return f"{self._prefix}:{{{key_part(project_id)}}}:trace:{key_part(trace_id)}"
 
     def tag_key(self, project_id: str, tag: str) -> str:
-        return f"{self._prefix}:{key_part(project_id)}:trace-tag:{key_part(tag)}"
+        return f"{self._prefix}:{{{key_part(project_id)}}}:trace-tag:{key_part(tag)}"
 
     async def write(self, project_id: str, spans: list[SpanWrite]) -> None:
         async with self._pipeline(transaction=True) as pipe:

@@ -27,27 +27,37 @@ logger = logging.getLogger("proxy_core.store")
 T = TypeVar("T")
 
 
+_ESCAPES = {"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"}
+
+
 def key_part(value: str) -> str:
-    """A client-chosen id as one segment of a key: ``%`` and ``:`` escaped, nothing else.
+    """A client-chosen id as one segment of a key: ``%``, ``:``, ``{`` and ``}`` escaped, nothing else.
 
     Ids may contain ``:``; unescaped, rollout ``r:usage`` would own the usage hash of rollout
     ``r`` (a write of the wrong type, failing that rollout and tripping the store's breaker for
-    everyone), and ids could reach across the ``project:kind:id`` layout. Escaping the separator
-    (and the escape character) makes every key name map back to one (project, kind, id), while
-    ids without either character — UUIDs, the usual case — keep their plain key names.
+    everyone), and ids could reach across the ``project:kind:id`` layout. Braces are Redis
+    Cluster's hash-tag delimiters: unescaped, an id could choose another key's slot, or split a
+    rollout's keys over two. Escaping them (and the escape character) makes every key name map
+    back to one (project, kind, id), while ids without any of them — UUIDs, the usual case —
+    keep their plain key names.
     """
-    if "%" not in value and ":" not in value:
+    if not any(character in value for character in _ESCAPES):
         return value
-    return value.replace("%", "%25").replace(":", "%3A")
+    return "".join(_ESCAPES.get(character, character) for character in value)
 
 
 def rollout_key(prefix: str, project_id: str, rollout_id: str) -> str:
-    """The Redis key of a rollout's insertion-id set, namespaced by prefix and project."""
-    return f"{prefix}:{key_part(project_id)}:rollout:{key_part(rollout_id)}"
+    """The Redis key of a rollout's insertion-id set, namespaced by prefix and project.
+
+    The rollout id is the key's hash tag (``{…}``): every key derived from this one by a suffix
+    (``:usage``, …) hashes to the same Redis Cluster slot, so one script may touch all of a
+    rollout's keys, and different rollouts spread over the cluster's masters.
+    """
+    return f"{prefix}:{key_part(project_id)}:rollout:{{{key_part(rollout_id)}}}"
 
 
 def usage_key(prefix: str, project_id: str, rollout_id: str) -> str:
-    """The Redis hash of a rollout's token and cost totals (same lifetime as its id set)."""
+    """The Redis hash of a rollout's token and cost totals (same lifetime and slot as its id set)."""
     return f"{rollout_key(prefix, project_id, rollout_id)}:usage"
 
 
@@ -123,8 +133,11 @@ def probe_key(prefix: str) -> str:
 
 
 def cache_key(prefix: str, project_id: str, digest: str) -> str:
-    """Response-cache entries are per project: one project never sees another's answers."""
-    return f"{prefix}:{key_part(project_id)}:cache:{digest}"
+    """Response-cache entries are per project: one project never sees another's answers.
+
+    The request digest is the hash tag, so a busy project's entries spread over a cluster's masters.
+    """
+    return f"{prefix}:{key_part(project_id)}:cache:{{{key_part(digest)}}}"
 
 
 # A write that succeeded this recently vouches for the store; older than that, a tracked call

@@ -22,6 +22,7 @@ from typing import Any
 from proxy_core.errors import NotFoundError, RateLimitError, UpstreamTimeoutError
 from proxy_core.retry import RetryableError, retrying
 from proxy_core.services.auth import AuthProvider
+from proxy_core.services.budget import reading_for
 from proxy_core.services.llm import LangfuseTarget
 from proxy_core.services.projects import ProjectDirectory, authorize, require_tracing
 from proxy_core.services.store import GuardedStore
@@ -223,12 +224,13 @@ class TracesService:
         deadline = started + query.timeout_s
         wait_budget = min(query.timeout_s, 2.0**query.max_retries - 1)
         try:
-            poll: _Poll = await retrying(
-                attempts=MAX_POLLS,
-                deadline=started + wait_budget,
-                cap_s=self._max_poll_interval_s,
-                until=lambda p: not p.missing,
-            )(self._read, target, tags, expected, deadline)
+            with reading_for(query.rollout_id):  # the read budget is shared fairly between rollouts
+                poll: _Poll = await retrying(
+                    attempts=MAX_POLLS,
+                    deadline=started + wait_budget,
+                    cap_s=self._max_poll_interval_s,
+                    until=lambda p: not p.missing,
+                )(self._read, target, tags, expected, deadline)
         except RetryableError as exc:
             if exc.retry_after_s is not None:
                 raise RateLimitError(

@@ -9,6 +9,7 @@ import httpx
 import pytest
 import redis.asyncio
 
+from proxy_core.services.store import rollout_key
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.upstream import UpstreamState
 from tests.integration.conftest import Gateway, encode_url, rollout_path
@@ -49,7 +50,7 @@ async def test_tracked_completion_is_tagged_recorded_and_traced(
     assert completion.choices[0].message.content == "echo: hello there"
     assert uuid.UUID(insertion_id).version == 7
 
-    key = f"{key_prefix}:proj-b:rollout:{rollout}"
+    key = rollout_key(key_prefix, "proj-b", rollout)
     assert await redis_client.smembers(key) == {insertion_id}
     assert 0 < await redis_client.ttl(key) <= 86_400
 
@@ -78,7 +79,7 @@ async def test_streamed_completion_with_openai_client(
         assert response.headers["content-type"].startswith("text/event-stream")
         text = "".join(chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices)
     assert text == "echo: stream me"
-    assert await redis_client.smembers(f"{key_prefix}:proj-a:rollout:{rollout}") == {insertion_id}
+    assert await redis_client.smembers(rollout_key(key_prefix, "proj-a", rollout)) == {insertion_id}
     tags = tags_of(langfuse, "proj-a", insertion_id)
     assert f"rollout_id:{rollout}" in tags
 

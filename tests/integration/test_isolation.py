@@ -10,6 +10,7 @@ import redis.asyncio
 from pydantic import SecretStr
 
 from proxy_core.config_files import LangfuseProject, SecretsFile
+from proxy_core.services.store import rollout_key
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.server import ServerThread
 from tests.integration.conftest import PROJECTS, Gateway, GatewayFactory, rollout_path
@@ -43,7 +44,7 @@ async def test_200_concurrent_requests_over_3_projects(
     expected: dict[str, set[str]] = {p: set() for p in projects}
     for project, rollout, insertion_id in results:
         expected[project].add(insertion_id)
-        assert insertion_id in await redis_client.smembers(f"{key_prefix}:{project}:rollout:{rollout}")
+        assert insertion_id in await redis_client.smembers(rollout_key(key_prefix, project, rollout))
     assert sum(len(ids) for ids in expected.values()) == REQUESTS
 
     def generation_ids(project: str) -> list[str]:

@@ -9,9 +9,11 @@ import time
 import pytest
 import redis.asyncio
 
+from proxy_core.adapters.redis_connection import RedisConnection
 from proxy_core.adapters.redis_store import RedisRolloutStore
 from proxy_core.errors import StoreUnavailableError
-from proxy_core.services.store import Usage, void_key
+from proxy_core.redis_options import RedisOptions
+from proxy_core.services.store import GuardedStore, Usage, rollout_key, usage_key, void_key
 
 
 def make_store(url: str, prefix: str, ttl_s: int = 3600) -> RedisRolloutStore:
@@ -26,7 +28,7 @@ async def test_record_writes_a_set_with_a_ttl(
         await store.record("proj", "r1", "id-b")
         await store.record("proj", "r1", "id-a")
         await store.record("proj", "r1", "id-a")
-        key = f"{key_prefix}:proj:rollout:r1"
+        key = f"{key_prefix}:proj:rollout:{{r1}}"
         assert await redis_client.smembers(key) == {"id-a", "id-b"}
         assert 0 < await redis_client.ttl(key) <= 120
         assert 0 < await redis_client.ttl(f"{key}:usage") <= 120, "every key the gateway writes expires"
@@ -119,3 +121,35 @@ async def test_a_voided_id_is_never_recorded_whichever_write_runs_first(
         assert 0 < await redis_client.ttl(void_key(key_prefix, "proj", "r")) <= 120
     finally:
         await store.aclose()
+
+
+@pytest.mark.parametrize("usage", [Usage(10, 5, 0.25), Usage()])
+async def test_an_id_no_replica_confirms_is_refused_and_voided(
+    redis_url: str, key_prefix: str, redis_client: redis.asyncio.Redis, usage: Usage
+) -> None:
+    """``REDIS_WAIT_REPLICAS=1`` on a server without replicas: WAIT times out with 0, the client gets
+    503, and neither the id nor its usage stays behind (a retry must not find a phantom)."""
+    connection = RedisConnection(RedisOptions(mode="standalone", url=redis_url, timeout_s=0.5, wait_replicas=1))
+    store = GuardedStore(RedisRolloutStore(connection, prefix=key_prefix, ttl_s=60))
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError) as refused:
+            await store.record("p", "r", "id-1", usage)
+        assert time.monotonic() - started < 1.5
+        assert refused.value.message == (
+            "The insertion id was not confirmed by 1 Redis replica(s) (0 did); it was not recorded."
+        )
+        deadline = time.monotonic() + 10
+        while not await redis_client.sismember(void_key(key_prefix, "p", "r"), "id-1"):
+            assert time.monotonic() < deadline, "the unconfirmed id was never voided"
+            await asyncio.sleep(0.05)
+        assert await redis_client.smembers(rollout_key(key_prefix, "p", "r")) == set()
+        totals = await redis_client.hgetall(usage_key(key_prefix, "p", "r"))
+        assert {name: float(value) for name, value in totals.items()} == {
+            "prompt_tokens": 0.0,
+            "completion_tokens": 0.0,
+            "cost_usd": 0.0,
+        }
+    finally:
+        await store.aclose()
+        await connection.aclose()

@@ -55,7 +55,7 @@ async def test_cut_stream_ends_with_an_error_event_then_done(
     assert error["type"] in {"upstream_error", "api_error"}
     assert error["code"].startswith("upstream")
     assert all(b'"error"' not in frame for frame in frames[:-2])
-    assert await redis_client.smembers(f"{key_prefix}:proj-a:rollout:{rollout}") == set()
+    assert await redis_client.smembers(rollout_key(key_prefix, "proj-a", rollout)) == set()
 
 
 async def test_openai_client_raises_on_the_in_band_error(gateway: Gateway) -> None:
@@ -72,7 +72,7 @@ async def test_complete_stream_records_before_done(
     rollout = f"r-{uuid.uuid4().hex[:8]}"
     response, frames = await frames_of(gateway, f"/{rollout_path(rollout)}/chat/completions", "[[chunks=4]]")
     assert frames[-1] == b"data: [DONE]"
-    assert response.headers["x-insertion-id"] in await redis_client.smembers(f"{key_prefix}:proj-a:rollout:{rollout}")
+    assert response.headers["x-insertion-id"] in await redis_client.smembers(rollout_key(key_prefix, "proj-a", rollout))
     payloads = [orjson.loads(frame.removeprefix(b"data: ")) for frame in frames[:-1]]
     assert all(p["object"] == "chat.completion.chunk" for p in payloads)
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in payloads if c["choices"]) == "echo: "
@@ -91,7 +91,7 @@ async def test_client_disconnect_cancels_the_provider_call(
     while not upstream_state.aborted and time.monotonic() < deadline:  # noqa: ASYNC110 (state of another thread)
         await asyncio.sleep(0.05)
     assert len(upstream_state.aborted) == 1
-    assert await redis_client.smembers(f"{key_prefix}:proj-a:rollout:{rollout}") == set()
+    assert await redis_client.smembers(rollout_key(key_prefix, "proj-a", rollout)) == set()
 
 
 async def test_provider_that_never_answers_is_504(
@@ -116,7 +116,7 @@ async def test_client_giving_up_on_a_slow_completion_cancels_the_provider_call(
     while not upstream_state.aborted and time.monotonic() < deadline:  # noqa: ASYNC110 (state of another thread)
         await asyncio.sleep(0.05)
     assert len(upstream_state.aborted) == 1
-    assert await redis_client.smembers(f"{key_prefix}:proj-a:rollout:{rollout}") == set()
+    assert await redis_client.smembers(rollout_key(key_prefix, "proj-a", rollout)) == set()
 
 
 async def test_a_streamed_completion_is_traced_whole(gateway: Gateway, langfuse: LangfuseState) -> None:

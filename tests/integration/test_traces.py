@@ -162,7 +162,7 @@ async def test_a_trace_that_never_arrives_is_named(
     rollout = new_rollout()
     ids = await seed(langfuse, redis_client, key_prefix, "proj-a", rollout, 5)
     lost = str(uuid.uuid4())
-    await redis_client.sadd(f"{key_prefix}:proj-a:rollout:{rollout}", lost)
+    await redis_client.sadd(rollout_key(key_prefix, "proj-a", rollout), lost)
     started = time.monotonic()
     response = await get(gateway, "/traces", {"tags": f"rollout_id:{rollout}", "max_retries": 2, "timeout_s": 30})
     assert 3 <= time.monotonic() - started < 5, "max_retries=2 keeps the original 1 s + 2 s waiting budget"

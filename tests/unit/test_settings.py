@@ -169,7 +169,7 @@ def test_invalid_values_are_validation_errors() -> None:
 def test_several_workers_need_the_shared_store(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("REDIS_URL", "REDIS_HOST"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(ConfigError, match="WORKERS > 1 needs REDIS_URL or REDIS_HOST"):
+    with pytest.raises(ConfigError, match=r"WORKERS > 1 needs Redis \(REDIS_URL, REDIS_HOST or REDIS_SENTINELS\)"):
         Settings(workers=2)
     assert Settings(workers=2, redis_host="127.0.0.1").workers == 2
     assert Settings(workers=2, redis_url="redis://127.0.0.1:6379/0").workers == 2

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxy_core.adapters.memory_store import MemoryRolloutStore
 from proxy_core.errors import StoreUnavailableError
@@ -19,22 +21,46 @@ from proxy_core.services.store import (
 )
 
 
-def test_key_is_namespaced_by_prefix_and_project() -> None:
-    assert rollout_key("gw", "proj", "r1") == "gw:proj:rollout:r1"
+def test_key_is_namespaced_by_prefix_and_project_and_tagged_by_rollout() -> None:
+    assert rollout_key("gw", "proj", "r1") == "gw:proj:rollout:{r1}"
+    assert usage_key("gw", "proj", "r1") == "gw:proj:rollout:{r1}:usage"
+    assert cache_key("gw", "proj", "ab12") == "gw:proj:cache:{ab12}"
+
+
+def _hash_tag(key: str) -> str:
+    """What Redis Cluster hashes: the text between the first ``{`` and the next ``}``, if not empty."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if start != -1 and end > start + 1 else key
 
 
 def test_ids_with_the_separator_cannot_reach_another_key() -> None:
     """A rollout named ``r:usage`` must not own rollout ``r``'s usage hash (or any other key)."""
-    ids = ["r", "r:usage", "r%3Ausage", "r:usage:usage", "x:rollout:r", "%", ":"]
+    ids = ["r", "r:usage", "r%3Ausage", "r:usage:usage", "x:rollout:r", "%", ":", "{r}", "r}:usage", "%7Br%7D"]
     keys = [rollout_key("gw", "p", i) for i in ids] + [usage_key("gw", "p", i) for i in ids]
-    keys += [rollout_key("gw", p, "r") for p in ("p:rollout:r", "p:cache", "p%3A")] + [
+    keys += [rollout_key("gw", p, "r") for p in ("p:rollout:r", "p:cache", "p%3A", "p{x}")] + [
         cache_key("gw", "p:rollout", "r")
     ]
     assert len(set(keys)) == len(keys)
-    assert rollout_key("gw", "p", "r:usage") == "gw:p:rollout:r%3Ausage"
+    assert rollout_key("gw", "p", "r:usage") == "gw:p:rollout:{r%3Ausage}"
+    assert rollout_key("gw", "p{", "{r}") == "gw:p%7B:rollout:{%7Br%7D}"
     assert rollout_key("gw", "proj", "0193a6f0-7c1e-7d2a-9b1f-3c4d5e6f7a8b").endswith(
-        ":rollout:0193a6f0-7c1e-7d2a-9b1f-3c4d5e6f7a8b"
+        ":rollout:{0193a6f0-7c1e-7d2a-9b1f-3c4d5e6f7a8b}"
     )
+
+
+@given(
+    project=st.text(min_size=1, max_size=20),
+    rollout=st.text(min_size=1, max_size=20),
+    other=st.text(min_size=1, max_size=20),
+)
+def test_a_rollouts_keys_share_one_hash_tag_and_no_other_rollouts(project: str, rollout: str, other: str) -> None:
+    """Braces in an id can neither split a rollout's keys over two slots nor pick another's tag."""
+    tag = _hash_tag(rollout_key("gw", project, rollout))
+    assert _hash_tag(usage_key("gw", project, rollout)) == tag
+    assert _hash_tag(rollout_key("gw", project, rollout) + ":logs") == tag
+    if other != rollout:
+        assert _hash_tag(rollout_key("gw", project, other)) != tag
 
 
 async def test_memory_store_sets_per_project() -> None:
