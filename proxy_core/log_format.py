@@ -30,6 +30,8 @@ _CONTEXT_FIELDS = ("route", "project", "insertion_id")
 # LiteLLM's loggers write through a stream handler of their own; they stay at WARNING (their
 # debug output holds prompts and keys) and go through the root handler instead.
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+# Libraries that log request bodies, headers or URLs (with a /traces query's values) below WARNING.
+QUIET_LOGGERS = ("litellm", "openai", "httpx", "httpcore", "urllib3")
 # uvicorn's access-log record arguments: (client, method, target, http version, status).
 _ACCESS_ARGUMENTS = 5
 
@@ -100,6 +102,8 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
     config["root"] = {"level": level, "handlers": ["root"]}
     for name in LITELLM_LOGGERS:
         config["loggers"][name] = {"level": "WARNING", "handlers": [], "propagate": True}
+    for name in QUIET_LOGGERS:
+        config["loggers"][name] = {"level": "WARNING"}
     return config
 
 
