@@ -18,6 +18,7 @@ from proxy_core.request_context import (
     valid_request_id,
     valid_traceparent,
 )
+from proxy_core.services.pii.engine import PiiRedactor, PlaceholderMemo
 
 VALID_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -96,3 +97,15 @@ async def test_a_task_started_by_the_request_adds_to_its_context() -> None:
         leave_request(token)
     assert current_request() is None
     note_project("proj-b", None)  # outside any request: nothing to note, nothing fails
+
+
+@given(st.binary(min_size=24, max_size=24))
+def test_a_recorded_traceparent_is_never_taken_for_pii(raw: bytes) -> None:
+    """Its 16-hex parent id can look like a Medicare MBI; redacted, it would join nothing."""
+    traceparent = f"00-{raw[:16].hex()}-{raw[16:].hex()}-01"
+    assert PiiRedactor().redact(traceparent, PlaceholderMemo()) == traceparent
+
+
+def test_the_parent_id_that_looked_like_an_mbi_is_kept() -> None:
+    traceparent = "00-8f0afcfd70835c05d9eca1feb02a405a-d5c81ed0ad52baa7-01"
+    assert PiiRedactor().redact(f"joined to {traceparent}.", PlaceholderMemo()) == f"joined to {traceparent}."
