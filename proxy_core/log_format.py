@@ -100,6 +100,8 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
     for handler in config["handlers"].values():
         handler["filters"] = ["request_context"]
     config["root"] = {"level": level, "handlers": ["root"]}
+    for name in ("uvicorn.error", "uvicorn.access"):  # as uvicorn sets them from its ``log_level``
+        config["loggers"][name]["level"] = level
     for name in LITELLM_LOGGERS:
         config["loggers"][name] = {"level": "WARNING", "handlers": [], "propagate": True}
     for name in QUIET_LOGGERS:

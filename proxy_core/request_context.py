@@ -13,8 +13,8 @@ are echoed, and which W3C ``traceparent`` headers are recorded.
 
 from __future__ import annotations
 
+import random
 import re
-import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -26,6 +26,9 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_PARENT_ID = "0" * 16
+# The version (4) and variant (RFC 4122) bits of a random UUID.
+_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
 
 
 @dataclass(slots=True)
@@ -72,7 +75,14 @@ def valid_request_id(value: str | None) -> str | None:
 
 
 def new_request_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID, from ``random``'s generator rather than ``uuid.uuid4``'s.
+
+    ``uuid4`` reads ``os.urandom``, which releases the GIL for its system call; in a busy worker
+    whose other threads (LiteLLM's pool, the span exporter) take it meanwhile, every request then
+    waits out a thread switch. A request id needs to be unique, not unpredictable.
+    """
+    value = f"{random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET:032x}"
+    return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
 
 
 def valid_traceparent(value: str | None) -> str | None:

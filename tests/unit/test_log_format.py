@@ -140,3 +140,12 @@ def test_a_record_carries_the_project_insertion_id_and_exception() -> None:
     }
     assert "ValueError: broken" in line["exception"]
     assert line["timestamp"].endswith("+00:00")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_uvicorn_and_the_access_log_follow_log_level(log_format: str) -> None:
+    """Applied after uvicorn set its loggers from LOG_LEVEL, the configuration must not undo that:
+    at WARNING, an access line per request would cost every request its formatting and write."""
+    loggers = logging_config(log_format, "WARNING")["loggers"]
+    assert loggers["uvicorn.access"]["level"] == loggers["uvicorn.error"]["level"] == "WARNING"
+    assert logging_config(log_format, "DEBUG")["root"]["level"] == "DEBUG"

@@ -47,6 +47,8 @@ def test_made_ids_are_uuids_and_differ() -> None:
     first, second = new_request_id(), new_request_id()
     assert first != second
     assert uuid.UUID(first).version == 4
+    assert uuid.UUID(first).variant == uuid.RFC_4122
+    assert str(uuid.UUID(second)) == second
 
 
 @pytest.mark.parametrize(
