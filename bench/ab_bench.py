@@ -10,6 +10,11 @@ sanitizer on), against one fake provider.
     git archive <commit> | tar -x -C /tmp/before        # the code before, anywhere
     python -m bench.ab_bench --before /tmp/before        # this checkout is "after"
 
+With ``--simultaneous`` the two are loaded at the same time instead, each by its own wrk, and
+each window's CPU is read for both over the same seconds: on a machine shared with other work,
+whatever the others do then weighs on both alike (alternating windows leave each version its own
+share of the neighbours' bursts).
+
 Each window also scrapes ``--scrape-path`` of both gateways once (``/metrics``: what a Prometheus
 does every 15-60 s; the code before answers it 404), so the page's cost is inside the figure.
 """
@@ -23,12 +28,13 @@ import statistics
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import redis
 
-from bench.load import measure_wrk, require_wrk
+from bench.load import Window, measure_wrk, require_wrk
 from bench.servers import REPO, Fake, Target, gateway_target, start_fake, upstream_content
 
 RESULTS = REPO / "bench" / "results"
@@ -60,6 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--scrape-path", default="/metrics")
     parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--simultaneous", action="store_true", help="load both at once in every window")
     return parser.parse_args(argv)
 
 
@@ -89,6 +96,29 @@ def _forget_keys(redis_url: str, prefixes: list[str]) -> None:
             client.delete(key)
 
 
+def _windows(
+    names: tuple[str, ...], targets: dict[str, Target], body: Path, args: argparse.Namespace, number: int
+) -> dict[str, Window]:
+    """A warm-up and a measured window of each target in ``names``, all at the same time."""
+
+    def load(name: str, seconds: float) -> Window:
+        target = targets[name]
+        url = target.url(0, f"ab-{number}-{name}")
+        return measure_wrk(
+            target.pid(0),
+            url,
+            body,
+            concurrency=args.concurrency,
+            duration_s=seconds,
+            max_requests=10**6,
+            require_header=target.require_header,
+        )
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(lambda name: load(name, args.warmup), names))
+        return dict(zip(names, pool.map(lambda name: load(name, args.window), names), strict=True))
+
+
 def compare(args: argparse.Namespace) -> dict[str, object]:
     require_wrk()
     run_dir = RESULTS / "ab-latest"
@@ -108,28 +138,16 @@ def compare(args: argparse.Namespace) -> dict[str, object]:
             target.start(run_dir, 120.0)
         for number in range(args.pairs):
             order = ("before", "after") if number % 2 == 0 else ("after", "before")
+            groups = [order] if args.simultaneous else [(name,) for name in order]
             pair: dict[str, float] = {}
-            for name in order:
-                target = targets[name]
-                url = target.url(0, f"ab-{number}-{name}")
-                measure_wrk(
-                    target.pid(0), url, body, concurrency=args.concurrency, duration_s=args.warmup, max_requests=10**6
-                )
-                window = measure_wrk(
-                    target.pid(0),
-                    url,
-                    body,
-                    concurrency=args.concurrency,
-                    duration_s=args.window,
-                    max_requests=10**6,
-                    require_header=target.require_header,
-                )
-                httpx.get(target.base_url(0) + args.scrape_path, timeout=10)
-                if window.errors:
-                    raise RuntimeError(f"{name}: {window.errors} errors, first: {window.first_error}")
-                pair[f"{name}_cpu_ms"] = window.cpu_ms_per_request
-                pair[f"{name}_rps"] = window.rps
-                pair[f"{name}_foreign_share"] = window.foreign_share
+            for group in groups:
+                for name, window in _windows(group, targets, body, args, number).items():
+                    httpx.get(targets[name].base_url(0) + args.scrape_path, timeout=10)
+                    if window.errors:
+                        raise RuntimeError(f"{name}: {window.errors} errors, first: {window.first_error}")
+                    pair[f"{name}_cpu_ms"] = window.cpu_ms_per_request
+                    pair[f"{name}_rps"] = window.rps
+                    pair[f"{name}_foreign_share"] = window.foreign_share
             pair["ratio"] = pair["after_cpu_ms"] / pair["before_cpu_ms"]
             pairs.append(pair)
             print(
