@@ -85,7 +85,9 @@ def test_two_workers_answer_one_sum_and_log_json_from_start_to_shutdown(
     try:
         gateway.wait_ready(timeout=90)
         until(
-            lambda: value(scrape(gateway), "gateway_breaker_state", breaker="rollout_store", state="closed") == 2,
+            lambda: (
+                value(scrape(gateway), "gateway_breaker_state", breaker="rollout_store_writes", state="closed") == 2
+            ),
             60,
             "both workers started",
         )

@@ -90,42 +90,64 @@ def test_metrics_count_the_traffic_sent_and_name_no_id(gateway: Gateway, langfus
     assert value(samples, "gateway_completions_total", outcome="provider_error", **completions) == 3
     assert value(samples, "gateway_provider_duration_seconds_count", **completions) == 8
     assert value(samples, "gateway_overhead_seconds_count", **completions) == 5
-    assert value(samples, "gateway_breaker_state", breaker="rollout_store", state="closed") == 1
+    assert value(samples, "gateway_breaker_state", breaker="rollout_store_writes", state="closed") == 1
     assert value(samples, "gateway_store_errors_total", operation="record") == 0
     for forbidden in [rollout, "inv-1", "exp-1", "run-1", "row-1", *filter(None, insertion_ids)]:
         assert forbidden not in text
 
 
-def test_spans_are_counted_per_project_until_none_is_waiting(gateway: Gateway, langfuse: LangfuseState) -> None:
+def test_spans_are_counted_per_project(gateway: Gateway, langfuse: LangfuseState) -> None:
     for project in ("proj-a", "proj-b", "proj-b"):
         assert post(gateway, f"/project_id/{project}/chat/completions", "hi").status_code == 200
 
-    def settled() -> Samples | None:
+    def exported() -> Samples | None:
         _, samples = scrape(gateway)
-        exported = value(samples, "gateway_trace_spans_total", project="proj-b", state="exported")
-        return (
-            samples if exported == 2 and value(samples, "gateway_trace_backlog_spans", project="proj-b") == 0 else None
-        )
+        done = value(samples, "gateway_trace_spans_total", project="proj-b", state="exported") == 2
+        return samples if done else None
 
-    samples = langfuse.wait_for(settled, timeout=15, interval=0.1)
+    samples = langfuse.wait_for(exported, timeout=15, interval=0.1)
     assert value(samples, "gateway_trace_spans_total", project="proj-a", state="exported") == 1
     assert value(samples, "gateway_trace_spans_total", project="proj-b", state="queued") == 2
-    assert value(samples, "gateway_trace_spans_total", project="proj-b", state="failed") == 0
+    assert value(samples, "gateway_trace_spans_total", project="proj-b", state="spooled") == 0
     assert len(langfuse.spans("proj-b")) == 2
 
 
+def test_spans_langfuse_cannot_take_show_in_the_spool_until_replayed(gateway: Gateway, langfuse: LangfuseState) -> None:
+    langfuse.inject("/api/public/otel", 503, count=1_000_000)
+    for _ in range(3):
+        assert post(gateway, "/project_id/proj-b/chat/completions", "hi").status_code == 200
+
+    def spans(state: str) -> float:
+        return value(scrape(gateway)[1], "gateway_trace_spans_total", project="proj-b", state=state)
+
+    def spool() -> float:
+        return value(scrape(gateway)[1], "gateway_trace_spool_spans", project="proj-b")
+
+    langfuse.wait_for(lambda: spans("spooled") == 3 and spool() == 3, timeout=20, interval=0.1)
+    assert spans("exported") == 0
+    langfuse.clear_faults()
+    langfuse.wait_for(lambda: spans("replayed") == 3 and spool() == 0, timeout=20, interval=0.1)
+    assert len(langfuse.spans("proj-b")) == 3
+
+
 def test_a_store_that_fails_counts_its_errors_and_opens_the_breaker(gateway_factory: GatewayFactory) -> None:
+    """A tracked call proves the store writable first: each probe fails, the fifth opens the breaker,
+    and the sixth call is refused without one. None of them reached the provider."""
     with socket_that_refuses() as port:
         gateway = gateway_factory(redis_url=f"redis://127.0.0.1:{port}/0")
         answers = [post(gateway, f"/{rollout_path('r-down')}/chat/completions", "hi") for _ in range(6)]
+        _, samples = scrape(gateway)
     assert [answer.status_code for answer in answers] == [503] * 6
     assert {answer.json()["error"]["code"] for answer in answers} == {"store_unavailable"}
-    _, samples = scrape(gateway)
-    assert value(samples, "gateway_store_errors_total", operation="record") == 5
-    assert value(samples, "gateway_breaker_state", breaker="rollout_store", state="open") == 1
-    assert value(samples, "gateway_breaker_state", breaker="rollout_store", state="closed") == 0
+    assert value(samples, "gateway_store_errors_total", operation="probe") >= 5  # the background probe may add
+    assert value(samples, "gateway_store_errors_total", operation="record") == 0
+    writes = {"breaker": "rollout_store_writes"}
+    assert value(samples, "gateway_breaker_state", state="open", **writes) == 1
+    assert value(samples, "gateway_breaker_state", state="closed", **writes) == 0
+    assert value(samples, "gateway_breaker_state", breaker="rollout_store_reads", state="closed") == 1
     outcome = {"project": "proj-a", "endpoint": "chat_completions", "outcome": "store_unavailable"}
     assert value(samples, "gateway_completions_total", **outcome) == 6
+    assert value(samples, "gateway_provider_duration_seconds_count", project="proj-a", endpoint="chat_completions") == 0
 
 
 def test_traces_waits_are_timed_by_outcome(gateway: Gateway, langfuse: LangfuseState) -> None:

@@ -24,10 +24,10 @@ def _exported() -> dict[str, set[str]]:
     metrics.provider_duration("p", "chat_completions", 0.1)
     metrics.overhead("p", "chat_completions", 0.001)
     metrics.store_error("record")
-    metrics.breaker_state("rollout_store", "open")
+    metrics.breaker_state("rollout_store_writes", "open")
     metrics.traces_wait("p", "complete", 1.0)
     metrics.spans("p", "exported", 1)
-    metrics.trace_backlog("p", 1)
+    metrics.spool_depth("p", 1)
     page, _ = metrics.render()
     names: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(page.decode()):

@@ -143,8 +143,8 @@ def test_the_page_holds_what_was_reported() -> None:
     metrics.provider_duration("proj-a", "chat_completions", 0.2)
     metrics.overhead("proj-a", "chat_completions", -0.0001)  # a clock's rounding never makes a negative sample
     metrics.spans("proj-a", "exported", 4)
-    metrics.trace_backlog("proj-a", 2)
-    metrics.breaker_state("rollout_store", "open")
+    metrics.spool_depth("proj-a", 2)
+    metrics.breaker_state("rollout_store_writes", "half_open")
     samples = _parsed(metrics)
 
     def at(name: str, **labels: Any) -> float:
@@ -157,9 +157,14 @@ def test_the_page_holds_what_was_reported() -> None:
     assert at("gateway_provider_duration_seconds_bucket", project="proj-a", endpoint="chat_completions", le="0.1") == 0
     assert at("gateway_overhead_seconds_bucket", project="proj-a", endpoint="chat_completions", le="0.0005") == 1
     assert at("gateway_trace_spans_total", project="proj-a", state="exported") == 4
-    assert at("gateway_trace_backlog_spans", project="proj-a") == 2
-    assert at("gateway_breaker_state", breaker="rollout_store", state="open") == 1
-    assert at("gateway_breaker_state", breaker="rollout_store", state="closed") == 0
+    assert at("gateway_trace_spool_spans", project="proj-a") == 2
+    breaker = {"breaker": "rollout_store_writes"}
+    assert at("gateway_breaker_state", state="half_open", **breaker) == 1
+    assert (
+        at("gateway_breaker_state", state="open", **breaker)
+        == at("gateway_breaker_state", state="closed", **breaker)
+        == 0
+    )
 
 
 def test_each_application_has_a_registry_of_its_own() -> None:
