@@ -136,7 +136,7 @@ def test_two_workers_answer_one_sum_and_log_json_from_start_to_shutdown(
     assert all({"timestamp", "level", "message", "request_id"} <= line.keys() for line in lines)
     messages = [line["message"] for line in lines]
     assert sum(m.startswith("Started server process") for m in messages) == 2
-    assert sum(m.startswith("tracing stopped: queued=") for m in messages) == 2
+    assert sum(m.startswith("tracing stopped: ended=") for m in messages) == 2
     assert messages[-1].startswith("Stopping parent process")
     served = [line for line in lines if line["logger"] == "uvicorn.access" and line["path"].endswith("/completions")]
     assert {line["request_id"] for line in served} == set(request_ids)
