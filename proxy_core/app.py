@@ -35,6 +35,7 @@ from proxy_core.adapters.memory_spool import MemorySpanSpool
 from proxy_core.adapters.memory_store import MemoryRolloutStore
 from proxy_core.adapters.otlp_intake import LangfuseOtlpIntake
 from proxy_core.adapters.otlp_json import OtlpJsonCodec
+from proxy_core.adapters.prometheus_metrics import PrometheusMetrics
 from proxy_core.adapters.redis_budget import RedisTokenBuckets
 from proxy_core.adapters.redis_connection import RedisConnection
 from proxy_core.adapters.redis_limits import RedisUsageWindows
@@ -45,6 +46,7 @@ from proxy_core.adapters.redis_traces import RedisTraceBackend
 from proxy_core.api import dispatch, health, openapi
 from proxy_core.api.deps import Services
 from proxy_core.api.errors import register_error_handlers
+from proxy_core.api.observability import ObservedFastAPI
 from proxy_core.config_files import ConfigError, SecretsFile, SecretsFileSource
 from proxy_core.production import production_problems
 from proxy_core.services.auth import ALL_PROJECTS, AuthProvider, NoAuth, StaticApiKeys
@@ -53,6 +55,7 @@ from proxy_core.services.budget import ReadBudgets
 from proxy_core.services.completions import CompletionPolicy, CompletionService
 from proxy_core.services.governance import Governance
 from proxy_core.services.llm import LlmClient
+from proxy_core.services.metrics import GatewayMetrics, MetricsService
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.preparation import RequestPreparer
 from proxy_core.services.projects import UNCONFIGURED_PROJECT, ProjectDirectory, ProjectTable
@@ -245,6 +248,7 @@ def start_tracing(
     sanitizer: Sanitizer,
     store: RolloutStore,
     embedded: EmbeddedTraceStore,
+    metrics: GatewayMetrics,
     *,
     always: bool,
 ) -> LangfuseTracing | None:
@@ -261,6 +265,7 @@ def start_tracing(
             max_batch_bytes=settings.trace_export_max_batch_bytes,
             live_timeout_s=settings.tracing_export_timeout_ms / 1000,
         ),
+        metrics=metrics,
     )
     delivery.start()
     tracing = LangfuseTracing(
@@ -299,15 +304,16 @@ def create_app(
         max_retries=settings.upstream_max_retries,
         drop_params=catalog_settings.drop_params,
     )
+    metrics = PrometheusMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect_redis(settings)
         inner_store = store_factory(settings, redis)
-        store = GuardedStore(inner_store)
+        store = GuardedStore(inner_store, metrics=metrics)
         embedded = build_embedded_traces(settings, inner_store)
         # A refresh of the secrets may bring the first project: then tracing runs from the start.
-        tracing = start_tracing(settings, projects, sanitizer, inner_store, embedded, always=refresher.enabled)
+        tracing = start_tracing(settings, projects, sanitizer, inner_store, embedded, metrics, always=refresher.enabled)
         where = secrets_source.name if secrets_source is not None else settings.secrets_path
         if tracing is None:
             logger.warning("no Langfuse projects configured (%s): tracing is off", where)
@@ -336,6 +342,7 @@ def create_app(
             preparer=RequestPreparer(governance, PromptCache(trace_source, settings.prompt_cache_ttl_s)),
             cache=ResponseCache(store, settings.catalog.response_cache),
             backlog=tracing.delivery if tracing is not None else None,
+            metrics=metrics,
         )
         traces = TracesService(
             store=store,
@@ -343,6 +350,7 @@ def create_app(
             auth=auth_provider,
             projects=projects,
             max_poll_interval_s=settings.traces_poll_max_interval_s,
+            metrics=metrics,
         )
         scores = ScoresService(source=trace_source, auth=auth_provider, projects=projects)
         logs = RolloutLogsService(
@@ -362,6 +370,7 @@ def create_app(
             logs,
             span_counts=tracing.span_counts if tracing is not None else None,
             delivery_report=tracing.delivery.report if tracing is not None else None,
+            metrics=MetricsService(metrics, auth_provider),
         )
         app.state.services = services
         app.state.tracing = tracing
@@ -387,8 +396,10 @@ def create_app(
                 await owned.aclose()
             if redis is not None:
                 await redis.aclose()
+            metrics.close()
 
-    app = FastAPI(
+    app = ObservedFastAPI(
+        metrics=metrics,
         title="proxy-core",
         summary="Evaluation-aware OpenAI-compatible LLM gateway",
         lifespan=lifespan,

@@ -8,7 +8,6 @@ environment through ``app_from_environment``.
 from __future__ import annotations
 
 import gc
-import logging
 import re
 import sys
 from typing import Any
@@ -36,12 +35,11 @@ def load_settings() -> Settings:
         raise ConfigError(f"{field.group(1).upper()}: cannot be parsed" if field else str(exc)) from None
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def configure_logging(settings: Settings) -> None:
+    """Every logger of the process, LiteLLM's included, in ``LOG_FORMAT`` (see ``log_format``)."""
+    from proxy_core.log_format import configure_logging as configure
+
+    configure(settings.log_format, settings.log_level)
 
 
 # Allocations between two collections of the youngest generation (CPython's default is 700).
@@ -83,7 +81,7 @@ def app_from_environment() -> FastAPI:
     from proxy_core.app import create_app
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     app = create_app(settings)
     tune_garbage_collector()
     tune_thread_switching()
@@ -94,7 +92,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How uvicorn serves the gateway: no WebSocket handling (there is no WebSocket route, and
     uvicorn would log each refused handshake's query string), access log without query values."""
     from proxy_core.http_protocol import BoundedHeadProtocol
-    from proxy_core.serving import access_log_config
+    from proxy_core.log_format import logging_config
 
     return {
         "host": settings.host,
@@ -104,7 +102,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": BoundedHeadProtocol,
         "ws": "none",
         "log_level": settings.log_level.lower(),
-        "log_config": access_log_config(),
+        "log_config": logging_config(settings.log_format, settings.log_level),
         "timeout_graceful_shutdown": int(settings.graceful_shutdown_timeout_s),
         "timeout_keep_alive": settings.keep_alive_s,
         "proxy_headers": False,
@@ -112,6 +110,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def main() -> int:
+    from proxy_core.serving import forget_inherited_metrics_dir
+
+    forget_inherited_metrics_dir()
     try:
         settings = load_settings()
         from proxy_core.app import create_app
@@ -121,7 +122,7 @@ def main() -> int:
         message = " ".join(str(exc).split())  # YAML parser messages span several lines
         print(f"proxy_core: invalid configuration: {message}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     from proxy_core.banner import announce_when_ready
     from proxy_core.serving import serve
 

@@ -18,15 +18,25 @@ uvicorn's access log would record every request target verbatim, and a ``/traces
 carries client data (``user_id=jane.doe@example.org``). ``access_log_config`` is uvicorn's own
 logging configuration plus a filter that keeps the path and the parameter names and drops every
 value, so the access log never holds what the PII rules keep out of every other log.
+
+With several workers, each keeps its metrics in files of its own in one directory that the parent
+makes fresh for the run (``shared_metrics_dir``), so that a scrape answered by any worker sums
+them all; prometheus-client learns the directory from ``PROMETHEUS_MULTIPROC_DIR``, which the
+workers inherit.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import re
+import shutil
 import socket
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import uvicorn
@@ -77,6 +87,32 @@ def access_log_config() -> dict[str, Any]:
     config["filters"] = {"query_values": {"()": f"{__name__}.{QueryValuesFilter.__name__}"}}
     config["loggers"]["uvicorn.access"]["filters"] = ["query_values"]
     return config
+
+
+# prometheus-client's switch: when set, it keeps every metric value in files in this directory.
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def forget_inherited_metrics_dir() -> None:
+    """The gateway chooses the directory itself: one inherited from the environment may hold an
+    earlier run's files, which every scrape would add in, and one worker needs none at all."""
+    os.environ.pop(METRICS_DIR_VARIABLE, None)
+
+
+@contextmanager
+def shared_metrics_dir() -> Iterator[str]:
+    """A fresh directory for the workers' metric files while they run, removed afterwards.
+
+    Set in this (the parent) process's environment before any worker starts, so every worker,
+    restarted ones included, imports prometheus-client with it and writes its values there.
+    """
+    path = tempfile.mkdtemp(prefix="proxy-core-metrics-")
+    os.environ[METRICS_DIR_VARIABLE] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(METRICS_DIR_VARIABLE, None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def reuse_port_supported() -> bool:
@@ -132,9 +168,18 @@ class ReusePortListener:
 def serve(options: dict[str, Any]) -> int:
     """Serve ``APP_FACTORY`` with uvicorn ``options`` until stopped; the process's exit status."""
     workers = int(options.get("workers") or 1)
-    if workers <= 1 or not reuse_port_supported():
+    if workers <= 1:
         uvicorn.run(APP_FACTORY, factory=True, **options)  # exits with STARTUP_FAILURE itself
         return 0
+    with shared_metrics_dir():
+        if not reuse_port_supported():
+            uvicorn.run(APP_FACTORY, factory=True, **options)
+            return 0
+        return _serve_workers(options, workers)
+
+
+def _serve_workers(options: dict[str, Any], workers: int) -> int:
+    """Each worker on a ``SO_REUSEPORT`` socket of its own, under uvicorn's supervisor."""
     host, port = str(options["host"]), int(options["port"])
     try:
         bind_tcp(host, port, reuse_port=False).close()  # fail here, once, not in every worker

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     port: int = Field(default=4000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # "json": one JSON object per line (for log collectors); "text": lines for people.
+    log_format: Literal["text", "json"] = "text"
     # With SHUTDOWN_FLUSH_TIMEOUT_S, the whole stop fits in Kubernetes' default 30 s grace period.
     graceful_shutdown_timeout_s: float = Field(default=15.0, gt=0)
     # Idle client connections stay open this long: longer than clients keep theirs (httpx and the
@@ -172,6 +174,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("langfuse_host")
     @classmethod

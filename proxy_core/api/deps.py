@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from proxy_core.services.completions import CompletionService
+from proxy_core.services.metrics import MetricsService
 from proxy_core.services.rollout_logs import RolloutLogsService
 from proxy_core.services.scores import ScoresService
 from proxy_core.services.store import GuardedStore
@@ -29,6 +30,7 @@ class Services:
     logs: RolloutLogsService
     span_counts: Callable[[], dict[str, int]] | None = None
     delivery_report: Callable[[], dict[str, Any]] | None = None
+    metrics: MetricsService | None = None
     shutting_down: bool = False
 
 

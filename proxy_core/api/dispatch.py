@@ -16,6 +16,7 @@ from proxy_core.api import health
 from proxy_core.api.chat import handle_chat, handle_score
 from proxy_core.api.deps import ServicesDep
 from proxy_core.api.logs import handle_logs
+from proxy_core.api.observability import mark_route
 from proxy_core.api.traces import handle_read
 from proxy_core.errors import MethodNotAllowedError, NotFoundError
 from proxy_core.services.paths import Endpoint, MetadataPath, parse_metadata_path
@@ -59,6 +60,7 @@ async def dispatch(request: Request, services: ServicesDep) -> Response:
         if fixed:
             raise MethodNotAllowedError.allowing(request.method, fixed)
         raise NotFoundError(f"Unknown route: {request.method} {request.url.path}", code="unknown_route")
+    mark_route(request.scope, target)
     allowed = _METHODS[target.endpoint]
     if request.method not in allowed:
         raise MethodNotAllowedError.allowing(request.method, allowed)

@@ -1,14 +1,15 @@
-"""Liveness, readiness and the model list."""
+"""Liveness, readiness, metrics and the model list."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from fastapi import APIRouter
-from starlette.responses import JSONResponse
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
 
 from proxy_core.api.deps import ServicesDep
+from proxy_core.errors import NotFoundError
 
 router = APIRouter()
 
@@ -40,6 +41,15 @@ async def ready(services: ServicesDep) -> JSONResponse:
     if not store.writable:
         return JSONResponse({**body, "status": "unavailable"}, status_code=503)
     return JSONResponse(body)
+
+
+@router.get("/metrics")
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    """Prometheus' text format; with ``WORKERS`` > 1, summed over every worker."""
+    if services.metrics is None:
+        raise NotFoundError("Metrics are not served by this gateway.", code="unknown_route")
+    body, content_type = await services.metrics.scrape(request.headers)
+    return Response(body, media_type=content_type)
 
 
 @router.get("/v1/models")

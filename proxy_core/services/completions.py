@@ -16,13 +16,16 @@ from uuid6 import uuid7
 
 from proxy_core.errors import InvalidRequestError, TraceBacklogFullError
 from proxy_core.ids import identifier_problem
+from proxy_core.request_context import current_request, note_project, valid_traceparent
 from proxy_core.services import sse
 from proxy_core.services.auth import AuthProvider, Principal
 from proxy_core.services.base_url import BaseUrlPolicy
 from proxy_core.services.chat_request import ChatRequest, parse_chat_request, parse_json_body
 from proxy_core.services.governance import CallGovernance, Governance
 from proxy_core.services.llm import CallInfo, LangfuseTarget, LlmCall, LlmClient
+from proxy_core.services.metrics import GatewayMetrics, NoMetrics
 from proxy_core.services.models import ModelResolver
+from proxy_core.services.observation import CompletionObservation
 from proxy_core.services.paths import MetadataPath
 from proxy_core.services.preparation import Prepared, RequestPreparer, take_variables
 from proxy_core.services.projects import ProjectDirectory, ResolvedProject, authorize
@@ -76,6 +79,7 @@ class _Context:
     governance: CallGovernance
     user_id: str | None
     cache_allowed: bool = True
+    traceparent: str | None = None
 
     @property
     def tracing(self) -> LangfuseTarget | None:
@@ -108,8 +112,10 @@ class CompletionService:
         preparer: RequestPreparer,
         cache: ResponseCache,
         backlog: TraceBacklog | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._backlog = backlog or NO_BACKLOG
+        self._metrics = metrics or NoMetrics()
         self._cache = cache
         self._preparer = preparer
         self._governance = governance
@@ -123,14 +129,23 @@ class CompletionService:
         self._policy = policy
 
     async def create(self, path: MetadataPath, headers: Mapping[str, str], raw_body: bytes) -> CompletionOutcome:
-        principal, project = await authorize(self._auth, self._projects, headers, path.project_id)
-        request, prepared, context = await self._understand(path, headers, raw_body, principal, project)
-        call = await self._build_call(context, request)
-        if context.insertion_id is not None:
-            self._refuse_if_untraceable(context)
-            await self._store.ensure_writable()
-        outcome = CompletionOutcome(headers=_outcome_headers(context, prepared))
-        await self._respond(context, call, request.stream, outcome)
+        observation = CompletionObservation(self._metrics, path.endpoint.name.lower())
+        try:
+            principal, project = await authorize(self._auth, self._projects, headers, path.project_id)
+            observation.project = project.store_id
+            request, prepared, context = await self._understand(path, headers, raw_body, principal, project)
+            note_project(project.store_id, context.insertion_id)
+            call = await self._build_call(context, request)
+            if context.insertion_id is not None:
+                self._refuse_if_untraceable(context)
+                await self._store.ensure_writable()
+            outcome = CompletionOutcome(headers=_outcome_headers(context, prepared))
+            await self._respond(context, call, request.stream, outcome, observation)
+        except BaseException as error:
+            observation.failed(error)
+            raise
+        if outcome.stream is None:
+            observation.succeeded()
         return outcome
 
     def _refuse_if_untraceable(self, context: _Context) -> None:
@@ -173,6 +188,7 @@ class CompletionService:
             ),
             user_id=redaction.text(header_user) or request.params.get("user"),
             cache_allowed=not _opts_out_of_cache(headers),
+            traceparent=valid_traceparent(headers.get("traceparent")),
         )
         return request, prepared, context
 
@@ -213,6 +229,7 @@ class CompletionService:
         trace_metadata.update(governance.required_metadata)
         if context.project.tracing is not None and context.project.store_id:
             trace_metadata["project_id"] = context.project.store_id
+        _add_request_identity(trace_metadata, context.traceparent)
         rollout = context.path.rollout
         if rollout is not None and context.insertion_id is not None:
             ids = {"rollout_id": rollout.rollout_id, "insertion_id": context.insertion_id}
@@ -236,10 +253,19 @@ class CompletionService:
             usage = Usage(info.prompt_tokens, info.completion_tokens, info.cost_usd)
             await self._store.record(context.project.store_id, rollout.rollout_id, context.insertion_id, usage)
 
-    async def _respond(self, context: _Context, call: LlmCall, stream: bool, outcome: CompletionOutcome) -> None:
+    async def _respond(
+        self,
+        context: _Context,
+        call: LlmCall,
+        stream: bool,
+        outcome: CompletionOutcome,
+        observation: CompletionObservation,
+    ) -> None:
         if not stream:
             key = await self._cache.lookup(context.project.store_id, call, context.cache_allowed)
+            observation.provider_called()
             completion = await self._llm.complete(call)
+            observation.provider_answered()
             await self._record(context, completion.info)
             outcome.body = completion.body
             outcome.headers.update(_info_headers(completion.info, with_cost=True))
@@ -252,14 +278,24 @@ class CompletionService:
         # Usage (and so cost) of a stream is only reported when asked for: the gateway always asks,
         # and hides the extra chunk from clients that did not.
         call.params["stream_options"] = {**(call.params.get("stream_options") or {}), "include_usage": True}
+        observation.provider_called()
         opened = await open_stream(self._llm, call)
         outcome.headers.update(_info_headers(opened.source.info, with_cost=False))
         outcome.headers.update(sse.HEADERS)
 
         async def on_complete(info: CallInfo) -> None:
+            observation.provider_answered()
             await self._record(context, info)
+            observation.succeeded()
 
-        outcome.stream = relay(opened, on_complete=on_complete, strip_usage=not client_wants_usage)
+        outcome.stream = observation.watch(
+            relay(
+                opened,
+                on_complete=on_complete,
+                strip_usage=not client_wants_usage,
+                on_error=observation.failed_in_band,
+            )
+        )
 
 
 def _outcome_headers(context: _Context, prepared: Prepared) -> dict[str, str]:
@@ -273,6 +309,16 @@ def _outcome_headers(context: _Context, prepared: Prepared) -> dict[str, str]:
     if variant is not None:
         headers["x-experiment-variant"] = variant
     return headers
+
+
+def _add_request_identity(trace_metadata: dict[str, Any], traceparent: str | None) -> None:
+    """The request's id and its caller's W3C trace position, so logs and the caller's own traces
+    can be joined to this trace; the caller's trace never becomes its parent (one trace per call)."""
+    request = current_request()
+    if request is not None:
+        trace_metadata["request_id"] = request.request_id
+    if traceparent is not None:
+        trace_metadata["traceparent"] = traceparent
 
 
 def _opts_out_of_cache(headers: Mapping[str, str]) -> bool:

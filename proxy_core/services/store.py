@@ -21,10 +21,14 @@ from typing import Any, Protocol, TypeVar
 from proxy_core.errors import StoreUnavailableError
 from proxy_core.retry import RetryableError, retrying
 from proxy_core.services.breaker import BreakerState, CircuitBreaker
+from proxy_core.services.metrics import GatewayMetrics, NoMetrics
 
 logger = logging.getLogger("proxy_core.store")
 
 T = TypeVar("T")
+# The breakers' names in ``gateway_breaker_state``.
+WRITES_BREAKER = "rollout_store_writes"
+READS_BREAKER = "rollout_store_reads"
 
 
 _ESCAPES = {"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"}
@@ -185,6 +189,7 @@ class GuardedStore:
         reads: CircuitBreaker | None = None,
         *,
         fresh_write_s: float = FRESH_WRITE_S,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._inner = inner
         self._writes = writes or CircuitBreaker()
@@ -195,6 +200,18 @@ class GuardedStore:
         self._last_error: str | None = None
         self._probe: asyncio.Task[bool] | None = None
         self._voids: set[asyncio.Task[None]] = set()
+        self._metrics = metrics or NoMetrics()
+        self._reported: dict[str, BreakerState] = {}
+        self._report_breakers()
+
+    def _report_breakers(self) -> None:
+        """Tell the metrics port of a breaker that changed state (an open one turns half-open with
+        time alone: that shows at the next operation, the trial)."""
+        for name, breaker in ((WRITES_BREAKER, self._writes), (READS_BREAKER, self._reads)):
+            state = breaker.state
+            if self._reported.get(name) is not state:
+                self._reported[name] = state
+                self._metrics.breaker_state(name, state.value)
 
     def _refused(self, consequence: str, breaker: CircuitBreaker) -> StoreUnavailableError:
         """503 naming what did not happen (no provider spend, nothing read), so a retry is safe."""
@@ -206,11 +223,14 @@ class GuardedStore:
         self._writes.succeeded()
         self._last_write_ok = time.monotonic()
         self._last_write_failed = False
+        self._report_breakers()
 
-    def _write_failed(self, reason: str) -> None:
+    def _write_failed(self, reason: str, operation: str) -> None:
         self._writes.failed()
         self._last_write_failed = True
         self._last_error = reason
+        self._metrics.store_error(operation)
+        self._report_breakers()
 
     async def ensure_writable(self, consequence: str = "the completion was not sent") -> None:
         """Raise 503 before any provider spend unless the store is known to take writes now."""
@@ -229,7 +249,8 @@ class GuardedStore:
         try:
             await self._inner.probe_write()
         except Exception as error:  # whatever it was, the breaker's trial must end
-            self._write_failed(error.message if isinstance(error, StoreUnavailableError) else type(error).__name__)
+            reason = error.message if isinstance(error, StoreUnavailableError) else type(error).__name__
+            self._write_failed(reason, "probe")
             return False
         finally:
             self._probe = None
@@ -265,7 +286,7 @@ class GuardedStore:
         try:
             await self._inner.record(project_id, rollout_id, insertion_id, usage)
         except StoreUnavailableError as error:
-            self._write_failed(error.message)
+            self._write_failed(error.message, "record")
             if error.outcome_unknown:
                 task = asyncio.ensure_future(self._void(project_id, rollout_id, insertion_id, usage))
                 self._voids.add(task)
@@ -303,8 +324,11 @@ class GuardedStore:
             result = await read()
         except StoreUnavailableError:
             self._reads.failed()
+            self._metrics.store_error("read")
+            self._report_breakers()
             raise
         self._reads.succeeded()
+        self._report_breakers()
         return result
 
     async def cached_response(self, project_id: str, key: str) -> bytes | None:

@@ -50,8 +50,14 @@ def without_usage(chunk: dict[str, Any]) -> dict[str, Any] | None:
 
 
 async def relay(
-    opened: OpenedStream, *, on_complete: Callable[[CallInfo], Awaitable[None]], strip_usage: bool
-) -> AsyncIterator[bytes]:
+    opened: OpenedStream,
+    *,
+    on_complete: Callable[[CallInfo], Awaitable[None]],
+    strip_usage: bool,
+    on_error: Callable[[GatewayError], None] | None = None,
+) -> AsyncGenerator[bytes, None]:
+    """The stream's SSE frames; ``on_error`` hears of a failure answered in-band (to log and count it)."""
+
     async def every_chunk() -> AsyncIterator[dict[str, Any]]:
         yield opened.first
         async for chunk in opened.rest:
@@ -64,6 +70,8 @@ async def relay(
                 yield sse.data_frame(visible)
         await on_complete(opened.source.info)
     except GatewayError as error:
+        if on_error is not None:
+            on_error(error)
         yield sse.error_frame(error)
     finally:
         await opened.rest.aclose()

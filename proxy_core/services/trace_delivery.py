@@ -38,6 +38,7 @@ from typing import Any
 from proxy_core.errors import StoreUnavailableError
 from proxy_core.retry import backoff_s
 from proxy_core.services.llm import LangfuseTarget
+from proxy_core.services.metrics import GatewayMetrics, NoMetrics
 from proxy_core.services.trace_ports import (
     IntakeRejectedError,
     IntakeTooLargeError,
@@ -140,8 +141,10 @@ class TraceDelivery:
         spool: SpanSpool,
         codec: SpanCodec,
         tuning: DeliveryTuning | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         """``targets``: each project's current destination (read anew, so rotated keys apply)."""
+        self._metrics = metrics or NoMetrics()
         self._targets = targets
         self._intake = intake
         self._spool = spool
@@ -163,6 +166,15 @@ class TraceDelivery:
         if project is None:
             project = self._projects[project_id] = _Project(project_id)
         return project
+
+    def _count(self, project: _Project, outcome: str, spans: int) -> None:
+        project.counts[outcome] += spans
+        self._metrics.spans(project.id, outcome, spans)
+
+    def _set_depth(self, project: _Project, depth: SpoolDepth) -> None:
+        if depth.spans != project.depth.spans:
+            self._metrics.spool_depth(project.id, depth.spans)
+        project.depth = depth
 
     def backlog_full(self, project_id: str) -> bool:
         """Whether the project's spool is full: a new span of it could not be kept."""
@@ -197,7 +209,7 @@ class TraceDelivery:
 
     def submit(self, project_id: str, fragments: Sequence[bytes]) -> None:
         project = self._project(project_id)
-        project.counts["queued"] += len(fragments)
+        self._count(project, "queued", len(fragments))
         for fragment in fragments:
             fitted = self._fit(project, fragment)
             project.pending.append(fitted)
@@ -219,7 +231,7 @@ class TraceDelivery:
         if fitted is None:
             return fragment  # nothing left to cut: let the intake decide
         if fitted is not fragment or len(fitted) != len(fragment):
-            project.counts["truncated"] += 1
+            self._count(project, "truncated", 1)
         return fitted
 
     def _take(self, project: _Project, max_bytes: int, max_count: int | None = None) -> list[bytes]:
@@ -248,7 +260,7 @@ class TraceDelivery:
                 await self._spool_fragments(project, batch)
             else:
                 outcome = await self._post_all(project, target, [_Item(f) for f in batch], tuning.live_timeout_s)
-                project.counts["exported"] += len(outcome.delivered)
+                self._count(project, "exported", len(outcome.delivered))
                 if outcome.unavailable:
                     await self._spool_fragments(project, [item.fragment for item in outcome.unavailable])
             project.inflight = []
@@ -271,7 +283,7 @@ class TraceDelivery:
                 continue
             except IntakeRejectedError as error:
                 logger.error("Langfuse of project %r rejected %d spans for good: %s", project.id, len(part), error)
-                project.counts["rejected"] += len(part)
+                self._count(project, "rejected", len(part))
                 outcome.rejected += part
                 continue
             except Exception as error:  # unavailable, or a failure nobody foresaw: keep the spans
@@ -294,10 +306,10 @@ class TraceDelivery:
         shrunk = self._codec.shrink(item.fragment)
         if shrunk is None:
             logger.error("Langfuse of project %r refused a span as too large even with its values cut", project.id)
-            project.counts["rejected"] += 1
+            self._count(project, "rejected", 1)
             outcome.rejected.append(item)
             return []
-        project.counts["truncated"] += 1
+        self._count(project, "truncated", 1)
         return [[_Item(shrunk, item.id)]]
 
     # The spool -------------------------------------------------------------------------------
@@ -310,14 +322,14 @@ class TraceDelivery:
         except StoreUnavailableError as error:
             accepted = 0
             logger.error("the trace spool is unavailable (%s)", error.message)
-        project.counts["spooled"] += accepted
-        project.depth = SpoolDepth(project.depth.spans + accepted, project.depth.bytes)
+        self._count(project, "spooled", accepted)
+        self._set_depth(project, SpoolDepth(project.depth.spans + accepted, project.depth.bytes))
         if accepted < len(fragments):
             project.full = True
             self._drop(project, len(fragments) - accepted, "the trace spool is full or unavailable")
 
     def _drop(self, project: _Project, count: int, reason: str) -> None:
-        project.counts["dropped"] += count
+        self._count(project, "dropped", count)
         logger.error(
             "%d spans of project %r are lost: %s (dropped so far: %d)",
             count,
@@ -335,7 +347,7 @@ class TraceDelivery:
                     continue
                 try:
                     busy = await self._replay_once(project, target) or busy
-                    project.depth = await self._spool.depth(project_id)
+                    self._set_depth(project, await self._spool.depth(project_id))
                 except StoreUnavailableError as error:
                     logger.warning("the trace spool could not be read: %s", error.message)
                     continue
@@ -364,7 +376,7 @@ class TraceDelivery:
             await self._spool.ack(project.id, done)
         if outcome.unavailable:
             await self._spool.release(project.id, [item.id for item in outcome.unavailable if item.id is not None])
-        project.counts["replayed"] += len(outcome.delivered)
+        self._count(project, "replayed", len(outcome.delivered))
         return not outcome.unavailable
 
     def _update_full(self, project: _Project) -> None:

@@ -24,6 +24,7 @@ from proxy_core.retry import RetryableError, retrying
 from proxy_core.services.auth import AuthProvider
 from proxy_core.services.budget import reading_for
 from proxy_core.services.llm import LangfuseTarget
+from proxy_core.services.metrics import GatewayMetrics, NoMetrics
 from proxy_core.services.projects import ProjectDirectory, authorize, require_tracing
 from proxy_core.services.store import GuardedStore
 from proxy_core.services.trace_source import INSERTION_TAG, TraceRecord, TraceSource
@@ -31,6 +32,13 @@ from proxy_core.services.traces_query import ROLLOUT_TAG, TracesQuery
 
 MAX_MISSING_LISTED = 100
 MAX_POLLS = 10_000
+# How a /traces wait ended (``gateway_traces_wait_seconds{outcome}``).
+WAIT_COMPLETE = "complete"
+WAIT_INCOMPLETE = "incomplete"
+WAIT_RATE_LIMITED = "rate_limited"
+WAIT_UNAVAILABLE = "unavailable"
+WAIT_CANCELLED = "cancelled"
+WAIT_ERROR = "error"
 
 
 class TracesIncompleteError(NotFoundError):
@@ -112,7 +120,9 @@ class TracesService:
         auth: AuthProvider,
         projects: ProjectDirectory,
         max_poll_interval_s: float = 2.0,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or NoMetrics()
         self._max_poll_interval_s = max_poll_interval_s
         self._store = store
         self._source = source
@@ -211,6 +221,30 @@ class TracesService:
         return _Poll(traces, frozenset(expected - found))
 
     async def _poll_until_complete(
+        self, target: LangfuseTarget, tags: tuple[str, ...], expected: set[str], query: TracesQuery
+    ) -> list[TraceRecord]:
+        started = time.monotonic()
+        outcome = WAIT_ERROR
+        try:
+            traces = await self._wait_until_complete(target, tags, expected, query)
+            outcome = WAIT_COMPLETE
+            return traces
+        except TracesIncompleteError:
+            outcome = WAIT_INCOMPLETE
+            raise
+        except RateLimitError:
+            outcome = WAIT_RATE_LIMITED
+            raise
+        except UpstreamTimeoutError:
+            outcome = WAIT_UNAVAILABLE
+            raise
+        except asyncio.CancelledError:
+            outcome = WAIT_CANCELLED
+            raise
+        finally:
+            self._metrics.traces_wait(target.project_id, outcome, time.monotonic() - started)
+
+    async def _wait_until_complete(
         self, target: LangfuseTarget, tags: tuple[str, ...], expected: set[str], query: TracesQuery
     ) -> list[TraceRecord]:
         """Poll until complete. ``max_retries`` keeps the original gateway's waiting budget.

@@ -44,7 +44,7 @@ def test_every_route_is_listed_with_its_methods(schema: dict[str, Any]) -> None:
         assert f"/project_id/{{project_id}}{tail}" in listed, endpoint
         for path, item in listed.items():
             assert sorted(item) == sorted(method.lower() for method in allowed_methods(endpoint)), path
-    for fixed in ("/health", "/ready", "/v1/models"):
+    for fixed in ("/health", "/ready", "/v1/models", "/metrics"):
         assert "get" in paths[fixed]
     assert not [path for path in paths if "{path" in path], "the catch-all is not an API route"
 
@@ -52,7 +52,7 @@ def test_every_route_is_listed_with_its_methods(schema: dict[str, Any]) -> None:
 def test_every_listed_metadata_path_is_one_dispatch_parses(schema: dict[str, Any]) -> None:
     """Filled in with sample ids, each path is parsed by dispatch to the endpoint it documents."""
     for path, item in schema["paths"].items():
-        if path in ("/health", "/ready", "/v1/models"):
+        if path in ("/health", "/ready", "/v1/models", "/metrics"):
             continue
         concrete = re.sub(r"\{(\w+)\}", lambda m: "aHR0cDovL3g" if m[1] == "encoded_base_url" else f"{m[1]}-1", path)
         parsed = parse_metadata_path(concrete)

@@ -29,11 +29,12 @@ from .rules import (
 )
 
 _PREFILTER = re.compile(r"[0-9@]")
-# System identifiers, not personal ones: UUIDs (insertion ids, call ids) and 32-hex trace ids.
-# Their hex runs can look like an MBI or an NPI by chance, and redacting them would break the
-# tags that traces are found by.
+# System identifiers, not personal ones: W3C traceparents (recorded in trace metadata), UUIDs
+# (insertion ids, call ids) and 32-hex trace ids. Their hex runs can look like an MBI or an NPI by
+# chance, and redacting them would break the tags and ids that traces are found and joined by.
 _SYSTEM_IDS = re.compile(
-    r"(?<![0-9A-Za-z])(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})(?![0-9A-Za-z])",
+    r"(?<![0-9A-Za-z])(?:[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})(?![0-9A-Za-z])",
     re.IGNORECASE,
 )
 _BUILTIN_FINDERS: tuple[Callable[[str], Iterator[Finding]], ...] = (
