@@ -15,6 +15,13 @@ from typing import Any
 import litellm
 
 from proxy_core.adapters.litellm_deployments import DeploymentClients
+from proxy_core.adapters.litellm_endpoints import (
+    EventStream,
+    completion_of,
+    endpoint_kwargs,
+    litellm_function,
+    router_method,
+)
 from proxy_core.adapters.litellm_errors import translate_error
 from proxy_core.adapters.litellm_origin import AddressCheck, OriginClients
 from proxy_core.adapters.litellm_router import LimitedRouter
@@ -28,7 +35,7 @@ from proxy_core.adapters.litellm_stream import (
 )
 from proxy_core.adapters.litellm_tracing import LangfuseTracing
 from proxy_core.errors import UpstreamError
-from proxy_core.services.llm import ChunkStream, Completion, LlmCall
+from proxy_core.services.llm import ChunkStream, Completion, LlmCall, Operation
 
 # These libraries log request bodies or credentials at debug level (LiteLLM and the OpenAI SDK
 # the prompts, httpcore and urllib3 the headers), and httpx every URL at INFO (a Langfuse read's
@@ -63,7 +70,11 @@ def _kwargs(call: LlmCall, *, stream: bool, origins: OriginClients, deployments:
             kwargs["model"] = f"openai/{call.replay.get('model') or call.model}"
     if call.api_key is not None:
         kwargs["api_key"] = call.api_key
-    if call.api_base is not None:  # set only for a client-chosen upstream
+    if call.operation is not Operation.CHAT:
+        if call.api_base is not None:
+            kwargs["api_base"] = call.api_base
+        endpoint_kwargs(call, kwargs, origins)
+    elif call.api_base is not None:  # set only for a client-chosen upstream
         kwargs["api_base"] = call.api_base
         if call.replay is None:
             kwargs["client"] = origins.for_call(
@@ -128,8 +139,8 @@ class LiteLLMClient:
         if call.routed and call.replay is None:
             if self._router is None:
                 raise UpstreamError("No router is configured for this model.", code="router_missing")
-            return self._router.acompletion
-        return litellm.acompletion
+            return router_method(self._router, call.operation)
+        return litellm_function(call.operation)
 
     def _call_kwargs(self, call: LlmCall, *, stream: bool) -> dict[str, Any]:
         return _kwargs(call, stream=stream, origins=self._origins, deployments=self._deployments)
@@ -155,6 +166,8 @@ class LiteLLMClient:
         finally:
             if tracing is not None:
                 tracing.forget_call(call_id)
+        if call.operation is not Operation.CHAT:
+            return completion_of(call, response)
         body: dict[str, Any] = response.model_dump()
         info = call_info(getattr(response, "_hidden_params", None), body.get("usage"))
         if call.routed and call.replay is None and self._router is not None:
@@ -167,6 +180,8 @@ class LiteLLMClient:
         except Exception as exc:
             raise translate_error(exc) from exc
         logging = StreamLogging(self._logging_tasks, self._tracing_of(call))
+        if call.operation is not Operation.CHAT:
+            return EventStream(wrapper, call, logging)
         source = provider_stream(wrapper) if not call.routed and call.replay is None else None
         if source is not None:
             return ProviderStream(wrapper, source, call.model, logging)

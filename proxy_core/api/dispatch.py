@@ -13,18 +13,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from proxy_core.api import health
-from proxy_core.api.chat import handle_chat, handle_score
+from proxy_core.api.chat import handle_completion, handle_score
 from proxy_core.api.deps import ServicesDep
 from proxy_core.api.logs import handle_logs
 from proxy_core.api.observability import mark_route
 from proxy_core.api.traces import handle_read
 from proxy_core.errors import MethodNotAllowedError, NotFoundError
-from proxy_core.services.paths import Endpoint, MetadataPath, parse_metadata_path
+from proxy_core.services.paths import TRACKED_ENDPOINTS, Endpoint, MetadataPath, parse_metadata_path
 
 router = APIRouter()
 
 _METHODS = {
     Endpoint.CHAT_COMPLETIONS: ("POST",),
+    Endpoint.RESPONSES: ("POST",),
+    Endpoint.EMBEDDINGS: ("POST",),
+    Endpoint.TEXT_COMPLETIONS: ("POST",),
+    Endpoint.MESSAGES: ("POST",),
     Endpoint.TRACES: ("GET",),
     Endpoint.TRACES_POINTWISE: ("GET",),
     Endpoint.ROLLOUT_STATUS: ("GET",),
@@ -61,11 +65,13 @@ async def dispatch(request: Request, services: ServicesDep) -> Response:
             raise MethodNotAllowedError.allowing(request.method, fixed)
         raise NotFoundError(f"Unknown route: {request.method} {request.url.path}", code="unknown_route")
     mark_route(request.scope, target)
+    if target.endpoint is Endpoint.MESSAGES:
+        request.state.anthropic_errors = True  # its clients read errors in Anthropic's shape
     allowed = _METHODS[target.endpoint]
     if request.method not in allowed:
         raise MethodNotAllowedError.allowing(request.method, allowed)
-    if target.endpoint is Endpoint.CHAT_COMPLETIONS:
-        return await handle_chat(request, services, target)
+    if target.endpoint in TRACKED_ENDPOINTS:
+        return await handle_completion(request, services, target)
     if target.endpoint is Endpoint.SCORES:
         return await handle_score(request, services, target)
     if target.endpoint in (Endpoint.LOGS, Endpoint.STATUS):
