@@ -73,7 +73,7 @@ def _kwargs(call: LlmCall, *, stream: bool, origins: OriginClients, deployments:
     if call.operation is not Operation.CHAT:
         if call.api_base is not None:
             kwargs["api_base"] = call.api_base
-        endpoint_kwargs(call, kwargs, origins)
+        endpoint_kwargs(call, kwargs, origins, deployments)
     elif call.api_base is not None:  # set only for a client-chosen upstream
         kwargs["api_base"] = call.api_base
         if call.replay is None:
@@ -124,9 +124,16 @@ class LiteLLMClient:
             await asyncio.wait(set(self._logging_tasks), timeout=timeout_s)
 
     async def aclose(self) -> None:
-        """Close the clients of client-chosen upstreams and unhook the Router (see ``close``)."""
+        """Close the clients of client-chosen upstreams and unhook the Router (see ``close``).
+
+        LiteLLM's own provider clients (those of the Responses, embeddings, text-completion and
+        messages handlers) are cached process-wide and bound to this event loop: they are closed
+        and forgotten here, as nothing can use them once the loop is gone.
+        """
         await self._origins.aclose()
         await self._deployments.aclose()
+        await litellm.close_litellm_async_clients()
+        litellm.in_memory_llm_clients_cache.flush_cache()
         self.close()
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import litellm
 import orjson
 
+from proxy_core.adapters.litellm_deployments import DeploymentClients
 from proxy_core.adapters.litellm_errors import translate_error
 from proxy_core.adapters.litellm_origin import OPENAI_SDK_PROVIDERS, OriginClients, provider_of
 from proxy_core.adapters.litellm_stream import StreamLogging, abandoned_reason, schedule
@@ -50,7 +51,14 @@ def router_method(router: Any, operation: Operation) -> Any:
     return getattr(router, _ROUTER_METHODS[operation])
 
 
-def endpoint_kwargs(call: LlmCall, kwargs: dict[str, Any], origins: OriginClients) -> None:
+# Operations LiteLLM serves through the OpenAI SDK, making a new HTTP client for every text
+# completion that it never closes: a deployment's own SDK client is passed where one can be made.
+_SDK_OPERATIONS = frozenset({Operation.EMBEDDINGS, Operation.TEXT_COMPLETION})
+
+
+def endpoint_kwargs(
+    call: LlmCall, kwargs: dict[str, Any], origins: OriginClients, deployments: DeploymentClients
+) -> None:
     """Turn chat's keyword arguments (``_kwargs``) into those of ``call.operation``'s function."""
     del kwargs["messages"]
     trace_metadata = kwargs.pop("metadata")
@@ -63,6 +71,10 @@ def endpoint_kwargs(call: LlmCall, kwargs: dict[str, Any], origins: OriginClient
     kwargs.update(call.inputs)
     if call.api_base is not None:  # a client-chosen upstream: a client of the gateway's own, never following
         kwargs["client"] = _origin_client(call, kwargs["model"], origins)
+    elif call.operation in _SDK_OPERATIONS and not call.routed:
+        client = deployments.for_call(call.deployment_params, call.model, kwargs.get("api_key"), call.max_retries)
+        if client is not None:
+            kwargs["client"] = client
 
 
 def _origin_client(call: LlmCall, model: str, origins: OriginClients) -> object:

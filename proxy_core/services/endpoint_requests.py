@@ -166,7 +166,11 @@ def parse_responses_request(body: dict[str, Any]) -> ChatRequest:
         raise _bad("'include' must be an array of strings.", "include")
     _check_provider_metadata(body.get("metadata"))
     request = _split(body, model, ("input",), RESPONSES_PARAMS, gateway_metadata=False)
-    request.client_metadata = dict(body.get("metadata") or {})
+    provider_metadata = request.params.pop("metadata", None)
+    if provider_metadata:
+        # LiteLLM keeps a Responses call's ``metadata`` for itself: sent verbatim, it reaches the provider.
+        request.extra_body["metadata"] = provider_metadata
+        request.client_metadata = dict(provider_metadata)
     return request
 
 

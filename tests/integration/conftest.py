@@ -78,6 +78,11 @@ def catalog_for(upstream_url: str, *, wildcard: bool = True) -> ModelCatalog:
             },
         },
         {"model_name": "demo", "litellm_params": {"model": "openai/demo", "mock_response": "hello from demo"}},
+        # A model LiteLLM knows (and prices): it streams Responses natively rather than faking the stream.
+        {
+            "model_name": "fake-priced",
+            "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": f"{upstream_url}/v1"},
+        },
     ]
     if wildcard:
         models.append({"model_name": "*", "litellm_params": {"model": "*"}})
