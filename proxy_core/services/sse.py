@@ -28,7 +28,8 @@ DONE = b"data: [DONE]\n\n"
 MEDIA_TYPE = "text/event-stream"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-# Anthropic's error types by status (its API's documented set); other statuses are ``api_error``.
+# Anthropic's error types by status (its API's documented set); other statuses are
+# ``invalid_request_error`` below 500 and ``api_error`` from 500.
 ANTHROPIC_ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -73,7 +74,8 @@ def responses_error_frame(error: GatewayError, sent: int) -> bytes:
 def anthropic_error_body(error: GatewayError) -> dict[str, Any]:
     """The Anthropic error shape, keeping the gateway's ``code`` and ``param`` beside its fields."""
     inner = error.to_body()["error"]
-    inner["type"] = ANTHROPIC_ERROR_TYPES.get(error.status_code, "api_error")
+    fallback = "invalid_request_error" if error.status_code < 500 else "api_error"
+    inner["type"] = ANTHROPIC_ERROR_TYPES.get(error.status_code, fallback)
     return {"type": "error", "error": inner}
 
 
