@@ -65,18 +65,22 @@ async def relay(
         async for chunk in opened.rest:
             yield chunk
 
-    completed = False
+    completed = failed = False
     sent = 0
     try:
         async for chunk in every_chunk():
             if not completed and framing.terminal and chunk.get("type") in framing.terminal:
                 await on_complete(opened.source.info)
                 completed = True
+            failed = failed or chunk.get("type") == "error"  # an error event LiteLLM wrote in-band itself
             visible = without_usage(chunk) if strip_usage else chunk
             if visible is not None:
                 yield framing.frame(visible)
                 sent += 1
-        if not completed:
+        if not completed and framing.terminal:
+            if not failed:  # a protocol with a terminal event that never came: the call is not complete
+                raise UpstreamError("The provider's stream ended before it was complete.", code="incomplete_stream")
+        elif not completed:
             await on_complete(opened.source.info)
     except GatewayError as error:
         if on_error is not None:
