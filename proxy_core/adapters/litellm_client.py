@@ -13,6 +13,8 @@ import uuid
 from typing import Any
 
 import litellm
+import openai
+from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 
 from proxy_core.adapters.litellm_deployments import DeploymentClients
 from proxy_core.adapters.litellm_endpoints import (
@@ -95,6 +97,15 @@ def _kwargs(call: LlmCall, *, stream: bool, origins: OriginClients, deployments:
     return kwargs
 
 
+def _forget_closed_clients() -> None:
+    """Drop the provider clients ``close_litellm_async_clients`` closed from LiteLLM's cache, so a
+    later application in this process makes new ones; other entries (the Router's) stay."""
+    cache = litellm.in_memory_llm_clients_cache
+    for key, client in list(getattr(cache, "cache_dict", {}).items()):
+        if isinstance(client, AsyncHTTPHandler | openai.AsyncOpenAI):
+            cache.delete_cache(key)
+
+
 class LiteLLMClient:
     """Async facade over ``litellm.acompletion`` and, for routed model names, a ``litellm.Router``."""
 
@@ -133,7 +144,7 @@ class LiteLLMClient:
         await self._origins.aclose()
         await self._deployments.aclose()
         await litellm.close_litellm_async_clients()
-        litellm.in_memory_llm_clients_cache.flush_cache()
+        _forget_closed_clients()
         self.close()
 
     def close(self) -> None:
