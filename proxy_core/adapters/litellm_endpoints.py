@@ -194,7 +194,7 @@ class EventStream:
             self._usage.update({key: value for key, value in usage.items() if value})
 
     async def aclose(self) -> None:
-        details = getattr(getattr(self._wrapper, "logging_obj", None), "model_call_details", None)
+        details = getattr(_logging_object(self._wrapper), "model_call_details", None)
         if not self._ended and self._logging.tracing is not None and isinstance(details, dict):
             self._ended = True
             partial = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(self._text)}}]}
@@ -207,6 +207,19 @@ class EventStream:
     @property
     def info(self) -> CallInfo:
         return stream_info(self._wrapper, token_usage(self._usage), self._model)
+
+
+def _logging_object(stream: Any) -> Any:
+    """The call's LiteLLM logging object, wherever the stream keeps it: on the Responses and text
+    iterators themselves; for Anthropic messages, on the Responses iterator (``openai/…``) or the
+    wrapper's logging object (chat bridge) under LiteLLM's byte stream."""
+    found = getattr(stream, "logging_obj", None)
+    if found is not None:
+        return found
+    bridged = getattr(getattr(stream, "_wrapper", None), "responses_stream", None)
+    if bridged is not None:
+        return getattr(bridged, "logging_obj", None)
+    return getattr(getattr(stream, "_anthropic_wrapper", None), "litellm_logging_obj", None)
 
 
 def _fill_text(chunk: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.upstream import UpstreamState
 from tests.integration.conftest import SERVER_PROVIDER_KEY, Gateway, GatewayFactory, rollout_path
 from tests.integration.test_pii import CANARIES, hits, spans_text
+from tests.integration.test_streaming import _generation_of
 
 C = CANARIES
 
@@ -305,3 +306,53 @@ async def test_traces_of_a_rollout_mixing_every_endpoint(gateway: Gateway, langf
     assert completions["output"] == "echo: complete"
     assert message["output"] == {"role": "assistant", "content": "echo: message"}
     assert all(trace["input"] for trace in by_id.values())
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        status = (await http.get(f"/rollouts/{rollout}")).json()
+    # word counts of the fake provider: 1 prompt word each (embeddings: 2) and a 2-word echo each
+    assert (status["expected_count"], status["prompt_tokens"], status["completion_tokens"]) == (5, 6, 8)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        ("responses", {"model": "fake-priced", "input": "[[chunks=20]] [[chunk_delay_ms=100]] alpha", "stream": True}),
+        (
+            "messages",
+            {
+                "model": "fake-priced",
+                "max_tokens": 50,
+                "stream": True,
+                "messages": [{"role": "user", "content": "[[chunks=20]] [[chunk_delay_ms=100]] alpha"}],
+            },
+        ),
+    ],
+)
+async def test_a_dropped_stream_leaves_an_error_trace_with_its_partial_output(
+    gateway: Gateway,
+    langfuse: LangfuseState,
+    upstream_state: UpstreamState,
+    redis_client: redis.asyncio.Redis,
+    key_prefix: str,
+    endpoint: str,
+    body: dict[str, Any],
+) -> None:
+    rollout = f"r-{uuid.uuid4().hex[:8]}"
+    received = b""
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=30, headers={"authorization": "Bearer k"}) as http,
+        http.stream("POST", f"/{rollout_path(rollout)}/{endpoint}", json=body) as response,
+    ):
+        insertion_id = response.headers["x-insertion-id"]
+        async for chunk in response.aiter_bytes():
+            received += chunk
+            if received.count(b"delta") >= 3:
+                break
+    observation = langfuse.wait_for(lambda: _generation_of(langfuse, insertion_id), timeout=10)
+    assert observation.level == "ERROR"
+    assert observation.status_message is not None
+    assert observation.status_message.startswith("cancelled:")
+    partial = json.loads(observation.output)["content"]
+    assert partial, "the partial output is in the trace"
+    assert "echo: alpha".startswith(partial)
+    assert await redis_client.smembers(f"{key_prefix}:proj-a:rollout:{rollout}") == set()
+    langfuse.wait_for(lambda: upstream_state.aborted, timeout=10)  # the provider call was cancelled
