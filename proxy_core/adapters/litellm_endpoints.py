@@ -51,9 +51,10 @@ def router_method(router: Any, operation: Operation) -> Any:
     return getattr(router, _ROUTER_METHODS[operation])
 
 
-# Operations LiteLLM serves through the OpenAI SDK, making a new HTTP client for every text
-# completion that it never closes: a deployment's own SDK client is passed where one can be made.
-_SDK_OPERATIONS = frozenset({Operation.EMBEDDINGS, Operation.TEXT_COMPLETION})
+# LiteLLM's text-completion handler makes a new HTTP client for every call given none, and never
+# closes it: a deployment's own SDK client is passed where one can be made. (Its embeddings handler
+# caches its clients, and is cheaper with its own: 3.38 against 3.60 ms of CPU per call.)
+_SDK_OPERATIONS = frozenset({Operation.TEXT_COMPLETION})
 
 
 def endpoint_kwargs(
