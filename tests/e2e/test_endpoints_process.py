@@ -24,24 +24,11 @@ def test_every_endpoint_is_recorded_and_its_trace_delivered_at_shutdown(
     try:
         gateway.wait_ready()
         base = f"{gateway.url}/{ROLLOUT.format(r='every')}"
-        client = openai.OpenAI(base_url=base, api_key="k", max_retries=0)
-        acknowledged = set()
-        with client.responses.with_streaming_response.create(model="fake", input="hi", stream=True) as streamed:
-            acknowledged.add(streamed.headers["x-insertion-id"])
-            assert [event.type for event in streamed.parse()][-1] == "response.completed"
-        acknowledged.add(client.responses.with_raw_response.create(model="fake", input="hi").headers["x-insertion-id"])
-        raw = client.embeddings.with_raw_response.create(model="fake", input=["a", "b"])
-        assert len(raw.parse().data) == 2
-        acknowledged.add(raw.headers["x-insertion-id"])
-        with client.completions.with_streaming_response.create(model="fake", prompt="hi", stream=True) as streamed:
-            acknowledged.add(streamed.headers["x-insertion-id"])
-            assert "".join(chunk.choices[0].text for chunk in streamed.parse() if chunk.choices) == "echo: hi"
-        messages = anthropic.Anthropic(base_url=base, api_key="k", max_retries=0)
-        with messages.messages.stream(
-            model="fake", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
-        ) as stream:
-            assert "".join(stream.text_stream) == "echo: hi"
-            acknowledged.add(stream.response.headers["x-insertion-id"])
+        with (
+            openai.OpenAI(base_url=base, api_key="k", max_retries=0) as client,
+            anthropic.Anthropic(base_url=base, api_key="k", max_retries=0) as messages,
+        ):
+            acknowledged = call_every_endpoint(client, messages)
         status = httpx.get(f"{gateway.url}/rollouts/every").json()
         assert status["expected_count"] == len(acknowledged) == 5
         code = gateway.terminate()
@@ -49,3 +36,22 @@ def test_every_endpoint_is_recorded_and_its_trace_delivered_at_shutdown(
         assert insertion_ids_received(langfuse_state) == acknowledged
     finally:
         gateway.kill()
+
+
+def call_every_endpoint(client: openai.OpenAI, messages: anthropic.Anthropic) -> set[str]:
+    """One call of each endpoint but chat, streamed where it can be; their insertion ids."""
+    acknowledged = set()
+    with client.responses.with_streaming_response.create(model="fake", input="hi", stream=True) as streamed:
+        acknowledged.add(streamed.headers["x-insertion-id"])
+        assert [event.type for event in streamed.parse()][-1] == "response.completed"
+    acknowledged.add(client.responses.with_raw_response.create(model="fake", input="hi").headers["x-insertion-id"])
+    raw = client.embeddings.with_raw_response.create(model="fake", input=["a", "b"])
+    assert len(raw.parse().data) == 2
+    acknowledged.add(raw.headers["x-insertion-id"])
+    with client.completions.with_streaming_response.create(model="fake", prompt="hi", stream=True) as streamed:
+        acknowledged.add(streamed.headers["x-insertion-id"])
+        assert "".join(chunk.choices[0].text for chunk in streamed.parse() if chunk.choices) == "echo: hi"
+    with messages.messages.stream(model="fake", max_tokens=20, messages=[{"role": "user", "content": "hi"}]) as stream:
+        assert "".join(stream.text_stream) == "echo: hi"
+        acknowledged.add(stream.response.headers["x-insertion-id"])
+    return acknowledged

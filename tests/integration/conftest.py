@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anthropic
 import openai
 import pytest
 
@@ -149,6 +150,25 @@ def gateway_factory(
     yield start
     for server in started:
         server.stop()
+
+
+AnthropicFactory = Callable[..., anthropic.Anthropic]
+
+
+@pytest.fixture
+def anthropic_clients() -> Iterator[AnthropicFactory]:
+    """``anthropic.Anthropic(**kwargs)`` (no retries), each closed after the test: its HTTP
+    client does not close its sockets when it is collected."""
+    made: list[anthropic.Anthropic] = []
+
+    def make(**kwargs: Any) -> anthropic.Anthropic:
+        client = anthropic.Anthropic(**{"max_retries": 0, "timeout": 30, **kwargs})
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import redis.asyncio
 from proxy_core.config_files import ApiKey
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.upstream import UpstreamState
-from tests.integration.conftest import SERVER_PROVIDER_KEY, Gateway, GatewayFactory, rollout_path
+from tests.integration.conftest import SERVER_PROVIDER_KEY, AnthropicFactory, Gateway, GatewayFactory, rollout_path
 from tests.integration.test_pii import CANARIES, hits, spans_text
 from tests.integration.test_streaming import _generation_of
 
@@ -107,8 +107,10 @@ async def test_bad_bodies_are_refused_by_the_gateway(
     assert upstream_state.requests == []
 
 
-async def test_messages_errors_take_anthropics_shape(gateway: Gateway, upstream_state: UpstreamState) -> None:
-    client = anthropic.Anthropic(base_url=gateway.url, api_key="sk-client", max_retries=0)
+async def test_messages_errors_take_anthropics_shape(
+    gateway: Gateway, upstream_state: UpstreamState, anthropic_clients: AnthropicFactory
+) -> None:
+    client = anthropic_clients(base_url=gateway.url, api_key="sk-client")
     with pytest.raises(anthropic.BadRequestError) as refused:
         client.messages.create(model="fake", max_tokens=0, messages=[{"role": "user", "content": "hi"}])
     assert refused.value.body == {
@@ -156,7 +158,12 @@ def _sse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
     ],
 )
 async def test_a_stream_cut_by_the_provider_ends_in_band_unrecorded(
-    gateway: Gateway, redis_client: redis.asyncio.Redis, key_prefix: str, endpoint: str, body: dict[str, Any]
+    gateway: Gateway,
+    redis_client: redis.asyncio.Redis,
+    key_prefix: str,
+    endpoint: str,
+    body: dict[str, Any],
+    anthropic_clients: AnthropicFactory,
 ) -> None:
     rollout = f"r-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
@@ -170,29 +177,31 @@ async def test_a_stream_cut_by_the_provider_ends_in_band_unrecorded(
     assert all(name not in ("response.completed", "message_stop") for name, _ in events)
     assert await redis_client.smembers(f"{key_prefix}:proj-a:rollout:{rollout}") == set()
     with pytest.raises((openai.APIError, anthropic.APIStatusError)):
-        _read_with_official_client(gateway, rollout, endpoint, body)
+        _read_with_official_client(gateway, rollout, endpoint, body, anthropic_clients)
 
 
-def _read_with_official_client(gateway: Gateway, rollout: str, endpoint: str, body: dict[str, Any]) -> None:
+def _read_with_official_client(
+    gateway: Gateway, rollout: str, endpoint: str, body: dict[str, Any], anthropic_clients: AnthropicFactory
+) -> None:
     """Read the stream as the endpoint's official client does (which raises on the in-band error)."""
     if endpoint == "responses":
         list(gateway.client(rollout_path(rollout)).responses.create(**body))
         return
-    client = anthropic.Anthropic(base_url=f"{gateway.url}/{rollout_path(rollout)}", api_key="k", max_retries=0)
+    client = anthropic_clients(base_url=f"{gateway.url}/{rollout_path(rollout)}", api_key="k")
     with client.messages.stream(**{k: v for k, v in body.items() if k != "stream"}) as stream:
         list(stream.text_stream)
 
 
 async def test_x_api_key_is_the_gateway_key_under_gateway_auth(
-    gateway_factory: GatewayFactory, upstream_state: UpstreamState
+    gateway_factory: GatewayFactory, upstream_state: UpstreamState, anthropic_clients: AnthropicFactory
 ) -> None:
     key = "gw-" + uuid.uuid4().hex
     gateway = gateway_factory(api_keys=(ApiKey(key=key, projects=("proj-a",)),))  # type: ignore[arg-type]
-    client = anthropic.Anthropic(base_url=f"{gateway.url}/project_id/proj-a", api_key=key, max_retries=0)
+    client = anthropic_clients(base_url=f"{gateway.url}/project_id/proj-a", api_key=key)
     message = client.messages.create(model="fake-keyed", max_tokens=9, messages=[{"role": "user", "content": "hi"}])
     assert message.content[0].text == "echo: hi"  # type: ignore[union-attr]
     assert upstream_state.requests[-1].headers["authorization"] == f"Bearer {SERVER_PROVIDER_KEY}"
-    wrong = anthropic.Anthropic(base_url=f"{gateway.url}/project_id/proj-a", api_key="nope", max_retries=0)
+    wrong = anthropic_clients(base_url=f"{gateway.url}/project_id/proj-a", api_key="nope")
     with pytest.raises(anthropic.AuthenticationError):
         wrong.messages.create(model="fake-keyed", max_tokens=9, messages=[{"role": "user", "content": "hi"}])
 
@@ -270,7 +279,9 @@ async def test_canaries_reach_neither_provider_nor_langfuse(
     assert "REDACTED_" in exported
 
 
-async def test_traces_of_a_rollout_mixing_every_endpoint(gateway: Gateway, langfuse: LangfuseState) -> None:
+async def test_traces_of_a_rollout_mixing_every_endpoint(
+    gateway: Gateway, langfuse: LangfuseState, anthropic_clients: AnthropicFactory
+) -> None:
     rollout = f"mix-{uuid.uuid4().hex[:8]}"
     path = rollout_path(rollout)
     client = gateway.client(path)
@@ -281,7 +292,7 @@ async def test_traces_of_a_rollout_mixing_every_endpoint(gateway: Gateway, langf
         client.completions.with_raw_response.create(model="fake", prompt="complete"),
     ]
     insertion_ids = [raw.headers["x-insertion-id"] for raw in ids]
-    messages = anthropic.Anthropic(base_url=f"{gateway.url}/{path}", api_key="k", max_retries=0)
+    messages = anthropic_clients(base_url=f"{gateway.url}/{path}", api_key="k")
     raw_message = messages.messages.with_raw_response.create(
         model="fake", max_tokens=9, messages=[{"role": "user", "content": "message"}]
     )

@@ -9,7 +9,6 @@ import struct
 import uuid
 from typing import Any
 
-import anthropic
 import httpx
 import pytest
 import redis.asyncio
@@ -18,7 +17,7 @@ from tests.fakes.langfuse_model import TraceRecord
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.upstream import UpstreamState
 from tests.fakes.upstream_endpoints import fake_vector
-from tests.integration.conftest import Gateway, rollout_path
+from tests.integration.conftest import AnthropicFactory, Gateway, rollout_path
 
 ROLLOUT_TAGS = ("invocation_id:inv-1", "experiment_id:exp-1", "run_id:run-1", "row_id:row-1")
 
@@ -36,12 +35,6 @@ def trace_of(langfuse: LangfuseState, project: str, insertion_id: str) -> TraceR
 def as_json(value: Any) -> Any:
     """A trace's input or output as the emulator keeps it (Langfuse stores JSON text), parsed."""
     return json.loads(value) if isinstance(value, str) else value
-
-
-def anthropic_client(gateway: Gateway, path: str, **kwargs: Any) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=f"{gateway.url}/{path}".rstrip("/"), api_key="sk-client", max_retries=0, timeout=30, **kwargs
-    )
 
 
 async def check_recorded(
@@ -186,9 +179,10 @@ async def test_anthropic_messages_create_and_stream(
     redis_client: redis.asyncio.Redis,
     key_prefix: str,
     model: str,
+    anthropic_clients: AnthropicFactory,
 ) -> None:
     rollout = f"r-{uuid.uuid4().hex[:8]}"
-    client = anthropic_client(gateway, f"project_id/proj-c/{rollout_path(rollout)}")
+    client = anthropic_clients(base_url=f"{gateway.url}/project_id/proj-c/{rollout_path(rollout)}", api_key="sk-client")
     raw = client.messages.with_raw_response.create(
         model=model, max_tokens=50, system="be brief", messages=[{"role": "user", "content": "hello there"}]
     )
