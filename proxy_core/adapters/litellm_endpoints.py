@@ -201,13 +201,28 @@ class EventStream:
             partial = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(self._text)}}]}
             reason = abandoned_reason(self._chunks)
             schedule(self._logging.pending, self._logging.tracing.log_abandoned(details, partial, reason))
-        close = getattr(self._wrapper, "aclose", None)
-        if close is not None:
-            await close()
+        await _close_stream(self._wrapper)
 
     @property
     def info(self) -> CallInfo:
         return stream_info(self._wrapper, token_usage(self._usage), self._model)
+
+
+async def _close_stream(stream: Any) -> None:
+    """Close the provider connection under a stream that may have ended early.
+
+    LiteLLM's Responses iterator has no ``aclose`` (its HTTP response is closed only when read to
+    the end) and its text-completion wrapper keeps the chat stream it translates: each is closed
+    through what it holds, or the provider connection stays taken until garbage collection.
+    """
+    for candidate in (stream, getattr(stream, "completion_stream", None)):
+        close = getattr(candidate, "aclose", None)
+        if close is not None:
+            await close()
+            return
+    response = getattr(stream, "response", None)
+    if response is not None and hasattr(response, "aclose"):
+        await response.aclose()
 
 
 def _logging_object(stream: Any) -> Any:
