@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio
 
 from proxy_core.config_files import ApiKey
+from proxy_core.services.store import rollout_key
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.upstream import UpstreamState
 from tests.integration.conftest import SERVER_PROVIDER_KEY, AnthropicFactory, Gateway, GatewayFactory, rollout_path
@@ -175,7 +176,7 @@ async def test_a_stream_cut_by_the_provider_ends_in_band_unrecorded(
     assert error["type"] == "error"
     assert error["error"]["message"]
     assert all(name not in ("response.completed", "message_stop") for name, _ in events)
-    assert await redis_client.smembers(f"{key_prefix}:proj-a:rollout:{rollout}") == set()
+    assert await redis_client.smembers(rollout_key(key_prefix, "proj-a", rollout)) == set()
     with pytest.raises((openai.APIError, anthropic.APIStatusError)):
         _read_with_official_client(gateway, rollout, endpoint, body, anthropic_clients)
 
@@ -365,5 +366,5 @@ async def test_a_dropped_stream_leaves_an_error_trace_with_its_partial_output(
     partial = json.loads(observation.output)["content"]
     assert partial, "the partial output is in the trace"
     assert "echo: alpha".startswith(partial)
-    assert await redis_client.smembers(f"{key_prefix}:proj-a:rollout:{rollout}") == set()
+    assert await redis_client.smembers(rollout_key(key_prefix, "proj-a", rollout)) == set()
     langfuse.wait_for(lambda: upstream_state.aborted, timeout=10)  # the provider call was cancelled

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis.asyncio
 
+from proxy_core.services.store import rollout_key
 from tests.fakes.langfuse_model import TraceRecord
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.upstream import UpstreamState
@@ -40,7 +41,7 @@ def as_json(value: Any) -> Any:
 async def check_recorded(
     redis_client: redis.asyncio.Redis, key_prefix: str, project: str, rollout: str, insertion_id: str
 ) -> None:
-    key = f"{key_prefix}:{project}:rollout:{rollout}"
+    key = rollout_key(key_prefix, project, rollout)
     assert await redis_client.smembers(key) == {insertion_id}
 
 
@@ -160,7 +161,7 @@ async def test_text_completions_streamed_and_not(
     assert all(chunk.usage is None for chunk in chunks)  # the usage the gateway asked for stays hidden
     sent = [r for r in upstream_state.requests if r.path == "/v1/completions"]
     assert [r.body["prompt"] for r in sent] == ["say hi", "stream [[chunks=3]]"]
-    key = f"{key_prefix}:proj-a:rollout:{rollout}"
+    key = rollout_key(key_prefix, "proj-a", rollout)
     assert await redis_client.smembers(key) == {first, second}
     assert as_json(trace_of(langfuse, "proj-a", first).output) == "echo: say hi"
     assert as_json(trace_of(langfuse, "proj-a", second).output) == "echo: stream"
@@ -201,7 +202,7 @@ async def test_anthropic_messages_create_and_stream(
     assert final.stop_reason == "end_turn"
     sent = [r for r in upstream_state.requests if r.path == "/v1/responses"]
     assert [r.headers["authorization"] for r in sent] == ["Bearer sk-client", "Bearer sk-client"]
-    assert await redis_client.smembers(f"{key_prefix}:proj-c:rollout:{rollout}") == {first, second}
+    assert await redis_client.smembers(rollout_key(key_prefix, "proj-c", rollout)) == {first, second}
     for insertion_id, output in ((first, "echo: hello there"), (second, "echo: stream me")):
         trace = trace_of(langfuse, "proj-c", insertion_id)
         check_tags(trace, rollout, insertion_id)
