@@ -1,4 +1,4 @@
-"""The floor: the least an HTTP app on the LiteLLM SDK can do per completion.
+"""The floor: the least an HTTP app on the LiteLLM SDK can do per completion (chat, Responses, embeddings).
 
 One FastAPI route that passes the body to ``litellm.acompletion`` and returns its answer as
 JSON, or as server-sent events when ``stream`` is set. No validation, tracing or storage: a
@@ -46,3 +46,31 @@ async def chat(request: Request) -> Response:
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@app.post("/v1/responses")
+async def responses(request: Request) -> Response:
+    """The Responses API the same way: ``litellm.aresponses``, its events as typed SSE."""
+    body = await request.json()
+    api_base = MODELS[body.pop("model")]
+    kwargs = {**body, "model": PROVIDER_MODEL, "api_base": api_base, "api_key": "sk-bench", "max_retries": 0}
+    if not body.get("stream"):
+        answer = await litellm.aresponses(**kwargs)
+        return Response(orjson.dumps(answer.model_dump(warnings=False)), media_type="application/json")
+    stream = await litellm.aresponses(**kwargs)
+
+    async def events() -> AsyncIterator[bytes]:
+        async for event in stream:
+            data = event.model_dump(warnings=False)
+            yield b"event: " + str(data.get("type")).encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@app.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    body = await request.json()
+    api_base = MODELS[body.pop("model")]
+    kwargs = {**body, "model": PROVIDER_MODEL, "api_base": api_base, "api_key": "sk-bench", "max_retries": 0}
+    answer = await litellm.aembedding(**kwargs)
+    return Response(orjson.dumps(answer.model_dump(warnings=False)), media_type="application/json")

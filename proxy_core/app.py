@@ -36,6 +36,7 @@ from proxy_core.adapters.memory_store import MemoryRolloutStore
 from proxy_core.adapters.otlp_intake import LangfuseOtlpIntake
 from proxy_core.adapters.otlp_json import OtlpJsonCodec
 from proxy_core.adapters.prometheus_metrics import PrometheusMetrics
+from proxy_core.adapters.proxy_forwarder import HttpxProxyTransport
 from proxy_core.adapters.redis_budget import RedisTokenBuckets
 from proxy_core.adapters.redis_connection import RedisConnection
 from proxy_core.adapters.redis_limits import RedisUsageWindows
@@ -53,6 +54,7 @@ from proxy_core.services.auth import ALL_PROJECTS, AuthProvider, NoAuth, StaticA
 from proxy_core.services.base_url import BaseUrlPolicy, refuses_addresses
 from proxy_core.services.budget import ReadBudgets
 from proxy_core.services.completions import CompletionPolicy, CompletionService
+from proxy_core.services.forwarding import ForwardingService
 from proxy_core.services.governance import Governance
 from proxy_core.services.llm import LlmClient
 from proxy_core.services.metrics import GatewayMetrics, MetricsService
@@ -360,6 +362,12 @@ def create_app(
             sanitizer=sanitizer,
             max_entry_bytes=settings.rollout_log_max_entry_bytes,
         )
+        proxy: HttpxProxyTransport | None = None
+        forwarding: ForwardingService | None = None
+        if settings.litellm_proxy_url is not None:
+            proxy = HttpxProxyTransport(settings.litellm_proxy_url, settings.request_timeout)
+            proxy_key = settings.litellm_proxy_api_key
+            forwarding = ForwardingService(proxy, auth_provider, proxy_key.get_secret_value() if proxy_key else None)
         services = Services(
             settings,
             completions,
@@ -371,6 +379,7 @@ def create_app(
             span_counts=tracing.span_counts if tracing is not None else None,
             delivery_report=tracing.delivery.report if tracing is not None else None,
             metrics=MetricsService(metrics, auth_provider),
+            forwarding=forwarding,
         )
         app.state.services = services
         app.state.tracing = tracing
@@ -390,6 +399,8 @@ def create_app(
             if tracing is not None:
                 await tracing.aclose(deadline)
             await trace_source.aclose()
+            if proxy is not None:
+                await proxy.aclose()
             await store.aclose()
             sanitizer.close()
             if owned is not None:

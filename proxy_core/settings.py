@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -145,6 +146,10 @@ class Settings(BaseSettings):
     allowed_base_urls: Annotated[tuple[str, ...], NoDecode] = ()
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
+    # Any path the gateway does not serve is forwarded here (a LiteLLM proxy server), untracked.
+    litellm_proxy_url: str | None = None
+    litellm_proxy_api_key: SecretStr | None = None
+
     # Loaded from the files above; only keyword arguments (tests, embedders) can set them directly.
     secrets: Annotated[SecretsFile, NotFromEnvironment] = Field(default_factory=SecretsFile, exclude=True)
     catalog: Annotated[ModelCatalog, NotFromEnvironment] = Field(
@@ -169,6 +174,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("litellm_proxy_url")
+    @classmethod
+    def _check_litellm_proxy_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parsed = urlsplit(value.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
+            raise ValueError("LITELLM_PROXY_URL must be an http(s) base URL without query or fragment")
+        return value.strip().rstrip("/")
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -18,12 +18,18 @@ This module writes what Langfuse reads, once, with orjson, under the same attrib
 * a few scalars Langfuse keeps in the observation's metadata: provider, call type, streaming
   flag, response id, and ``openinference.span.kind``.
 
+Every endpoint's call is one such generation. LiteLLM's callback gives each its input as chat
+messages (embeddings: the texts embedded); the output is read from the endpoint's own answer:
+a Responses answer's output items, a text completion's text, and for embeddings a summary (how
+many vectors, of how many dimensions), never the vectors.
+
 Errors are not written here: LiteLLM records them on the span itself (``error.*`` attributes and
 an ``exception`` event) after this mapping.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Mapping
@@ -45,7 +51,12 @@ _USAGE_ATTRIBUTES = {
     "prompt_tokens": "llm.token_count.prompt",
     "completion_tokens": "llm.token_count.completion",
     "total_tokens": "llm.token_count.total",
+    "input_tokens": "llm.token_count.prompt",  # Responses and Anthropic names
+    "output_tokens": "llm.token_count.completion",
 }
+EMBEDDING_CALLS = frozenset({"aembedding", "embedding"})
+TEXT_COMPLETION_CALLS = frozenset({"atext_completion", "text_completion"})
+RESPONSES_CALLS = frozenset({"aresponses", "responses"})
 
 
 def to_json(value: Any) -> str:
@@ -94,14 +105,15 @@ def _all_attributes(kwargs: Mapping[str, Any], response: Any) -> dict[str, Any]:
     parameters = payload.get("model_parameters")
     if parameters:
         attributes["llm.invocation_parameters"] = to_json(parameters)
-    messages = kwargs.get("messages")
+    call_type = payload.get("call_type")
+    messages = kwargs.get("input") if call_type in EMBEDDING_CALLS else kwargs.get("messages")
     if messages:
         attributes["langfuse.observation.input"] = to_json(messages)
     cost = payload.get("response_cost")
     if isinstance(cost, int | float) and not isinstance(cost, bool):
         attributes["llm.cost.total"] = float(cost)
     if response is not None and hasattr(response, "get"):
-        _response_attributes(attributes, response)
+        _response_attributes(attributes, response, call_type)
     _trace_attributes(attributes, litellm_params.get("metadata"))
     dynamic = kwargs.get("standard_callback_dynamic_params") or {}
     _set_if(attributes, "langfuse.environment", dynamic.get("langfuse_environment"))
@@ -113,18 +125,88 @@ def _set_if(attributes: dict[str, Any], key: str, value: Any) -> None:
         attributes[key] = value
 
 
-def _response_attributes(attributes: dict[str, Any], response: Any) -> None:
+def _response_attributes(attributes: dict[str, Any], response: Any, call_type: Any) -> None:
     _set_if(attributes, "llm.response.id", response.get("id"))
     _set_if(attributes, "llm.response.model", response.get("model"))
     usage = response.get("usage")
-    if usage is not None:
+    if usage is not None and hasattr(usage, "get"):
         for field, key in _USAGE_ATTRIBUTES.items():
             count = usage.get(field)
             if isinstance(count, int):
                 attributes[key] = count
-    output = _output(response)
+    output: Any
+    if call_type in EMBEDDING_CALLS:
+        output = _embedding_summary(response)
+    elif call_type in RESPONSES_CALLS:
+        output = _responses_output(response)
+    elif call_type in TEXT_COMPLETION_CALLS:
+        output = _completion_text(response)
+    else:
+        output = _output(response)
     if output is not None:
         attributes["langfuse.observation.output"] = to_json(output)
+
+
+def _embedding_summary(response: Any) -> dict[str, Any]:
+    """How many vectors of how many dimensions: the vectors themselves are no trace's reading."""
+    data = response.get("data") or []
+    first = data[0].get("embedding") if data and hasattr(data[0], "get") else None
+    if isinstance(first, str):  # base64 of little-endian float32
+        dimensions = len(base64.b64decode(first)) // 4
+    else:
+        dimensions = len(first) if isinstance(first, list) else 0
+    return {"embeddings": len(data), "dimensions": dimensions}
+
+
+def _completion_text(response: Any) -> str | None:
+    """A text completion's text (a streamed one arrives assembled as a chat message)."""
+    choices = response.get("choices") or []
+    if not choices:
+        return None
+    text = choices[0].get("text")
+    if text is None:
+        message = choices[0].get("message") or {}
+        text = message.get("content")
+    return text if isinstance(text, str) else None
+
+
+def _responses_output(response: Any) -> Any:
+    """A Responses answer as Langfuse shows a chat one: its function calls, or ``{role, content}``.
+
+    The partial answer of an abandoned stream is a chat completion already: it maps as one.
+    """
+    if response.get("output") is None and response.get("choices"):
+        return _output(response)
+    items = [item if isinstance(item, dict) else item.model_dump() for item in response.get("output") or []]
+    calls = [item for item in items if item.get("type") == "function_call"]
+    if calls:
+        return [
+            {
+                "id": item.get("id", ""),
+                "name": item.get("name", ""),
+                "call_id": item.get("call_id", ""),
+                "type": "function_call",
+                "arguments": _arguments(item.get("arguments", "{}")),
+            }
+            for item in calls
+        ]
+    texts = [
+        part.get("text", "")
+        for item in items
+        if item.get("type") == "message"
+        for part in item.get("content") or []
+        if isinstance(part, dict) and part.get("type") == "output_text"
+    ]
+    return {"role": "assistant", "content": "".join(texts)} if texts else None
+
+
+def _arguments(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        try:
+            return orjson.loads(arguments)
+        except orjson.JSONDecodeError:
+            return {}
+    return arguments
 
 
 def _output(response: Any) -> Any:

@@ -13,8 +13,17 @@ import uuid
 from typing import Any
 
 import litellm
+import openai
+from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
 
 from proxy_core.adapters.litellm_deployments import DeploymentClients
+from proxy_core.adapters.litellm_endpoints import (
+    EventStream,
+    completion_of,
+    endpoint_kwargs,
+    litellm_function,
+    router_method,
+)
 from proxy_core.adapters.litellm_errors import translate_error
 from proxy_core.adapters.litellm_origin import AddressCheck, OriginClients
 from proxy_core.adapters.litellm_router import LimitedRouter
@@ -28,7 +37,7 @@ from proxy_core.adapters.litellm_stream import (
 )
 from proxy_core.adapters.litellm_tracing import LangfuseTracing
 from proxy_core.errors import UpstreamError
-from proxy_core.services.llm import ChunkStream, Completion, LlmCall
+from proxy_core.services.llm import ChunkStream, Completion, LlmCall, Operation
 
 # These libraries log request bodies or credentials at debug level (LiteLLM and the OpenAI SDK
 # the prompts, httpcore and urllib3 the headers), and httpx every URL at INFO (a Langfuse read's
@@ -63,7 +72,11 @@ def _kwargs(call: LlmCall, *, stream: bool, origins: OriginClients, deployments:
             kwargs["model"] = f"openai/{call.replay.get('model') or call.model}"
     if call.api_key is not None:
         kwargs["api_key"] = call.api_key
-    if call.api_base is not None:  # set only for a client-chosen upstream
+    if call.operation is not Operation.CHAT:
+        if call.api_base is not None:
+            kwargs["api_base"] = call.api_base
+        endpoint_kwargs(call, kwargs, origins, deployments)
+    elif call.api_base is not None:  # set only for a client-chosen upstream
         kwargs["api_base"] = call.api_base
         if call.replay is None:
             kwargs["client"] = origins.for_call(
@@ -82,6 +95,15 @@ def _kwargs(call: LlmCall, *, stream: bool, origins: OriginClients, deployments:
     else:
         kwargs["no-log"] = True
     return kwargs
+
+
+def _forget_closed_clients() -> None:
+    """Drop the provider clients ``close_litellm_async_clients`` closed from LiteLLM's cache, so a
+    later application in this process makes new ones; other entries (the Router's) stay."""
+    cache = litellm.in_memory_llm_clients_cache
+    for key, client in list(getattr(cache, "cache_dict", {}).items()):
+        if isinstance(client, AsyncHTTPHandler | openai.AsyncOpenAI):
+            cache.delete_cache(key)
 
 
 class LiteLLMClient:
@@ -113,9 +135,16 @@ class LiteLLMClient:
             await asyncio.wait(set(self._logging_tasks), timeout=timeout_s)
 
     async def aclose(self) -> None:
-        """Close the clients of client-chosen upstreams and unhook the Router (see ``close``)."""
+        """Close the clients of client-chosen upstreams and unhook the Router (see ``close``).
+
+        LiteLLM's own provider clients (those of the Responses, embeddings, text-completion and
+        messages handlers) are cached process-wide and bound to this event loop: they are closed
+        and forgotten here, as nothing can use them once the loop is gone.
+        """
         await self._origins.aclose()
         await self._deployments.aclose()
+        await litellm.close_litellm_async_clients()
+        _forget_closed_clients()
         self.close()
 
     def close(self) -> None:
@@ -128,8 +157,8 @@ class LiteLLMClient:
         if call.routed and call.replay is None:
             if self._router is None:
                 raise UpstreamError("No router is configured for this model.", code="router_missing")
-            return self._router.acompletion
-        return litellm.acompletion
+            return router_method(self._router, call.operation)
+        return litellm_function(call.operation)
 
     def _call_kwargs(self, call: LlmCall, *, stream: bool) -> dict[str, Any]:
         return _kwargs(call, stream=stream, origins=self._origins, deployments=self._deployments)
@@ -155,6 +184,8 @@ class LiteLLMClient:
         finally:
             if tracing is not None:
                 tracing.forget_call(call_id)
+        if call.operation is not Operation.CHAT:
+            return completion_of(call, response)
         body: dict[str, Any] = response.model_dump()
         info = call_info(getattr(response, "_hidden_params", None), body.get("usage"))
         if call.routed and call.replay is None and self._router is not None:
@@ -167,6 +198,8 @@ class LiteLLMClient:
         except Exception as exc:
             raise translate_error(exc) from exc
         logging = StreamLogging(self._logging_tasks, self._tracing_of(call))
+        if call.operation is not Operation.CHAT:
+            return EventStream(wrapper, call, logging)
         source = provider_stream(wrapper) if not call.routed and call.replay is None else None
         if source is not None:
             return ProviderStream(wrapper, source, call.model, logging)

@@ -108,6 +108,10 @@ class OriginClients:
         )
         return ClientSession(connector=connector, cookie_jar=DummyCookieJar())
 
+    def http_handler(self) -> AsyncHTTPHandler:
+        """The non-following HTTP handler itself (LiteLLM's Responses and messages handlers take it)."""
+        return self._http()
+
     def _http(self) -> AsyncHTTPHandler:
         if self._handler is None:
             transport = LiteLLMAiohttpTransport(client=self._session)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from proxy_core.services.completions import CompletionService
+from proxy_core.services.forwarding import ForwardingService
 from proxy_core.services.metrics import MetricsService
 from proxy_core.services.rollout_logs import RolloutLogsService
 from proxy_core.services.scores import ScoresService
@@ -32,6 +33,7 @@ class Services:
     delivery_report: Callable[[], dict[str, Any]] | None = None
     metrics: MetricsService | None = None
     shutting_down: bool = False
+    forwarding: ForwardingService | None = None  # the catch-all, when LITELLM_PROXY_URL is set
 
 
 async def get_services(request: Request) -> Services:

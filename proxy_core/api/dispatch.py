@@ -3,7 +3,8 @@
 Evaluation ids live in path segments, and FastAPI would percent-decode them before routing (an
 encoded ``/`` would shift every later segment). Parsing ``raw_path`` here instead lets a bad id
 be a 400 naming the segment. Registered last, for every method, so any path no other route
-claims gets an OpenAI-style 404 (or 405 for a known path called with the wrong method).
+claims gets an OpenAI-style 404 (or 405 for a known path called with the wrong method), or, with
+``LITELLM_PROXY_URL`` set, is forwarded there (``forward``).
 """
 
 from __future__ import annotations
@@ -13,18 +14,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from proxy_core.api import health
-from proxy_core.api.chat import handle_chat, handle_score
+from proxy_core.api.chat import handle_completion, handle_score
 from proxy_core.api.deps import ServicesDep
+from proxy_core.api.forward import handle_forward
 from proxy_core.api.logs import handle_logs
 from proxy_core.api.observability import mark_route
 from proxy_core.api.traces import handle_read
 from proxy_core.errors import MethodNotAllowedError, NotFoundError
-from proxy_core.services.paths import Endpoint, MetadataPath, parse_metadata_path
+from proxy_core.services.paths import TRACKED_ENDPOINTS, Endpoint, MetadataPath, parse_metadata_path
 
 router = APIRouter()
 
 _METHODS = {
     Endpoint.CHAT_COMPLETIONS: ("POST",),
+    Endpoint.RESPONSES: ("POST",),
+    Endpoint.EMBEDDINGS: ("POST",),
+    Endpoint.TEXT_COMPLETIONS: ("POST",),
+    Endpoint.MESSAGES: ("POST",),
     Endpoint.TRACES: ("GET",),
     Endpoint.TRACES_POINTWISE: ("GET",),
     Endpoint.ROLLOUT_STATUS: ("GET",),
@@ -59,13 +65,17 @@ async def dispatch(request: Request, services: ServicesDep) -> Response:
         fixed = _fixed_route_methods(request)
         if fixed:
             raise MethodNotAllowedError.allowing(request.method, fixed)
+        if services.forwarding is not None:
+            return await handle_forward(request, services.forwarding)
         raise NotFoundError(f"Unknown route: {request.method} {request.url.path}", code="unknown_route")
     mark_route(request.scope, target)
+    if target.endpoint is Endpoint.MESSAGES:
+        request.state.anthropic_errors = True  # its clients read errors in Anthropic's shape
     allowed = _METHODS[target.endpoint]
     if request.method not in allowed:
         raise MethodNotAllowedError.allowing(request.method, allowed)
-    if target.endpoint is Endpoint.CHAT_COMPLETIONS:
-        return await handle_chat(request, services, target)
+    if target.endpoint in TRACKED_ENDPOINTS:
+        return await handle_completion(request, services, target)
     if target.endpoint is Endpoint.SCORES:
         return await handle_score(request, services, target)
     if target.endpoint in (Endpoint.LOGS, Endpoint.STATUS):

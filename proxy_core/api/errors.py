@@ -19,6 +19,7 @@ from proxy_core.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from proxy_core.services.sse import anthropic_error_body
 
 logger = logging.getLogger("proxy_core.api")
 
@@ -26,20 +27,22 @@ logger = logging.getLogger("proxy_core.api")
 _HTTP_ERROR_CODES = {400: "invalid_request", 415: "unsupported_media_type"}
 
 
-def error_response(error: GatewayError) -> Response:
+def error_response(error: GatewayError, request: Request | None = None) -> Response:
+    """The error in OpenAI's shape, or in Anthropic's on the routes Anthropic clients call."""
+    anthropic = request is not None and getattr(request.state, "anthropic_errors", False)
     return Response(
-        content=orjson.dumps(error.to_body()),
+        content=orjson.dumps(anthropic_error_body(error) if anthropic else error.to_body()),
         status_code=error.status_code,
         headers=error.headers,
         media_type="application/json",
     )
 
 
-async def _gateway_error(_: Request, exc: Exception) -> Response:
+async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
     if exc.status_code >= 500:
         logger.warning("request failed: status=%d code=%s", exc.status_code, exc.code)
-    return error_response(exc)
+    return error_response(exc, request)
 
 
 def _from_http_exception(request: Request, exc: StarletteHTTPException) -> GatewayError:
@@ -93,9 +96,9 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     )
 
 
-async def _unexpected_error(_: Request, exc: Exception) -> Response:
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
     logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-    return error_response(InternalError("The gateway failed to process the request."))
+    return error_response(InternalError("The gateway failed to process the request."), request)
 
 
 def register_error_handlers(app: FastAPI) -> None:

@@ -21,7 +21,7 @@ from pydantic.json_schema import models_json_schema
 
 from proxy_core.api.dispatch import allowed_methods
 from proxy_core.api.openapi_schemas import MODELS
-from proxy_core.services.paths import ROLLOUT_KEYS, Endpoint
+from proxy_core.services.paths import ROLLOUT_KEYS, TRACKED_ENDPOINTS, Endpoint
 
 DESCRIPTION = """An OpenAI-compatible gateway: put an evaluation's ids into the path, and every
 completion is traced with them and recorded per rollout, so the rollout can be read back whole.
@@ -121,6 +121,18 @@ class Operation:
     streams: bool = False
 
 
+def _completion_operation(summary: str, description: str, *, streams: bool = True) -> Operation:
+    """A tracked endpoint other than chat: chat's headers and errors, its own body."""
+    return Operation(
+        summary,
+        description + " Tracked under `rollout_id/…/row_id/…` as chat completions are.",
+        tag="completions",
+        response_headers=tuple((name, text) for name, text in CHAT_RESPONSE_HEADERS.items() if name != "x-cache"),
+        errors=(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
+        streams=streams,
+    )
+
+
 OPERATIONS: dict[tuple[Endpoint, str], Operation] = {
     (Endpoint.CHAT_COMPLETIONS, "POST"): Operation(
         "Create a chat completion",
@@ -133,6 +145,22 @@ OPERATIONS: dict[tuple[Endpoint, str], Operation] = {
         response_headers=tuple(CHAT_RESPONSE_HEADERS.items()),
         errors=(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
         streams=True,
+    ),
+    (Endpoint.RESPONSES, "POST"): _completion_operation(
+        "Create a response (Responses API)",
+        "Through `litellm.aresponses`; streamed, the Responses events, recorded before "
+        "`response.completed` ([endpoints.md](endpoints.md)).",
+    ),
+    (Endpoint.EMBEDDINGS, "POST"): _completion_operation(
+        "Create embeddings", "Through `litellm.aembedding`; the trace holds their count and dimensions.", streams=False
+    ),
+    (Endpoint.TEXT_COMPLETIONS, "POST"): _completion_operation(
+        "Create a text completion", "Through `litellm.atext_completion`, streamed or not."
+    ),
+    (Endpoint.MESSAGES, "POST"): _completion_operation(
+        "Create a message (Anthropic Messages API)",
+        "Through `litellm.anthropic_messages`, for a model of any provider; the key may come as "
+        '`x-api-key`; errors have Anthropic\'s shape, `{"type": "error", "error": {…}}`.',
     ),
     (Endpoint.TRACES, "GET"): Operation(
         "Read a rollout's traces",
@@ -209,7 +237,7 @@ def metadata_paths(endpoint: Endpoint) -> list[str]:
     untracked, tracked, and tracked with a client-chosen upstream."""
     tail = "/".join(endpoint.value)
     middles = [""]
-    if endpoint is Endpoint.CHAT_COMPLETIONS:
+    if endpoint in TRACKED_ENDPOINTS:
         rollout = "".join(f"/{key}/{{{key}}}" for key in ROLLOUT_KEYS)
         middles += [rollout, rollout + "/encoded_base_url/{encoded_base_url}"]
     paths = [f"/v1/{tail}"]

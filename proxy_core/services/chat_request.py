@@ -60,7 +60,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 @dataclass(slots=True)
 class ChatRequest:
-    """A checked chat request, split into what goes where."""
+    """A checked request, split into what goes where.
+
+    Chat sends ``messages``; the other endpoints (``endpoint_requests``) send ``inputs`` in their
+    place (``input``, ``prompt``, Anthropic's ``messages`` and ``system`` …).
+    """
 
     model: str
     messages: list[dict[str, Any]]
@@ -69,6 +73,7 @@ class ChatRequest:
     extra_body: dict[str, Any]
     client_tags: list[str] = field(default_factory=list)
     client_metadata: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 def _bad(message: str, param: str | None) -> InvalidRequestError:

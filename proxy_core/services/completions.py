@@ -1,4 +1,7 @@
-"""The chat-completion pipeline: check, tag, forward, record.
+"""The completion pipeline of every endpoint: check, tag, forward, record.
+
+Chat completions, Responses, embeddings, text completions and Anthropic messages share it; what
+differs per endpoint (body checks, redaction, stream framing) is its ``EndpointSpec``.
 
 Order matters and is the contract: everything a client can get wrong is rejected before the
 provider is called; a tracked completion is recorded in the rollout store before the client is
@@ -20,7 +23,8 @@ from proxy_core.request_context import current_request, note_project, valid_trac
 from proxy_core.services import sse
 from proxy_core.services.auth import AuthProvider, Principal
 from proxy_core.services.base_url import BaseUrlPolicy
-from proxy_core.services.chat_request import ChatRequest, parse_chat_request, parse_json_body
+from proxy_core.services.chat_request import ChatRequest, parse_json_body
+from proxy_core.services.endpoint_specs import CHAT, EndpointSpec
 from proxy_core.services.governance import CallGovernance, Governance
 from proxy_core.services.llm import CallInfo, LangfuseTarget, LlmCall, LlmClient
 from proxy_core.services.metrics import GatewayMetrics, NoMetrics
@@ -128,19 +132,21 @@ class CompletionService:
         self._base_urls = base_urls
         self._policy = policy
 
-    async def create(self, path: MetadataPath, headers: Mapping[str, str], raw_body: bytes) -> CompletionOutcome:
+    async def create(
+        self, path: MetadataPath, headers: Mapping[str, str], raw_body: bytes, spec: EndpointSpec = CHAT
+    ) -> CompletionOutcome:
         observation = CompletionObservation(self._metrics, path.endpoint.name.lower())
         try:
             principal, project = await authorize(self._auth, self._projects, headers, path.project_id)
             observation.project = project.store_id
-            request, prepared, context = await self._understand(path, headers, raw_body, principal, project)
+            request, prepared, context = await self._understand(path, headers, raw_body, principal, project, spec)
             note_project(project.store_id, context.insertion_id)
-            call = await self._build_call(context, request)
+            call = await self._build_call(context, request, spec)
             if context.insertion_id is not None:
                 self._refuse_if_untraceable(context)
                 await self._store.ensure_writable()
             outcome = CompletionOutcome(headers=_outcome_headers(context, prepared))
-            await self._respond(context, call, request.stream, outcome, observation)
+            await self._respond(context, call, request.stream, outcome, observation, spec)
         except BaseException as error:
             observation.failed(error)
             raise
@@ -164,18 +170,28 @@ class CompletionService:
         raw_body: bytes,
         principal: Principal,
         project: ResolvedProject,
+        spec: EndpointSpec,
     ) -> tuple[ChatRequest, Prepared, _Context]:
         """Validate, prepare (experiments, prompts), sanitize, and apply the project's rules."""
         body = parse_json_body(raw_body)
-        variables = take_variables(body)
-        parse_chat_request(body)  # every client error is a 400 before the sanitizer runs
+        if spec.managed_prompts:
+            variables = take_variables(body)
+        elif "x-prompt-name" in headers:
+            raise InvalidRequestError(
+                "Managed prompts (x-prompt-name) apply to chat completions only.",
+                param="x-prompt-name",
+                code="prompt_unsupported",
+            )
+        else:
+            variables = {}
+        spec.parse(body)  # every client error is a 400 before the sanitizer runs
         session_id = _header_id(headers, "x-session-id")
         header_user = _header_id(headers, "x-user-id")
         raw_user = body.get("user") if isinstance(body.get("user"), str) else None
         unit = session_id or header_user or raw_user or (path.rollout.rollout_id if path.rollout else None)
         prepared = await self._preparer.prepare(project, headers, body, variables, unit)
         redaction = self._sanitizer.for_request(project.store_id)
-        request = parse_chat_request(await redaction.body_of(prepared.body, len(raw_body)))
+        request = spec.parse(await redaction.body_of(prepared.body, len(raw_body), spec.redaction))
         request.client_tags.extend(prepared.trace_tags())
         request.client_metadata.update(prepared.trace_metadata())
         context = _Context(
@@ -186,13 +202,13 @@ class CompletionService:
             governance=self._governance.apply(
                 project.store_id, headers, request.client_metadata, redaction.text(session_id), redaction.text
             ),
-            user_id=redaction.text(header_user) or request.params.get("user"),
+            user_id=redaction.text(header_user) or spec.trace_user(request),
             cache_allowed=not _opts_out_of_cache(headers),
             traceparent=valid_traceparent(headers.get("traceparent")),
         )
         return request, prepared, context
 
-    async def _build_call(self, context: _Context, request: ChatRequest) -> LlmCall:
+    async def _build_call(self, context: _Context, request: ChatRequest, spec: EndpointSpec) -> LlmCall:
         resolved = self._models.resolve(request.model)
         api_base: str | None = None
         if context.path.encoded_base_url is not None:
@@ -219,6 +235,8 @@ class CompletionService:
             max_retries=self._policy.max_retries,
             drop_params=self._policy.drop_params,
             routed=resolved.routed,
+            operation=spec.operation,
+            inputs=request.inputs,
         )
 
     def _trace_metadata(self, context: _Context, request: ChatRequest) -> dict[str, Any]:
@@ -260,9 +278,10 @@ class CompletionService:
         stream: bool,
         outcome: CompletionOutcome,
         observation: CompletionObservation,
+        spec: EndpointSpec,
     ) -> None:
         if not stream:
-            key = await self._cache.lookup(context.project.store_id, call, context.cache_allowed)
+            key = await self._cache.lookup(context.project.store_id, call, context.cache_allowed and spec.cached)
             observation.provider_called()
             completion = await self._llm.complete(call)
             observation.provider_answered()
@@ -275,9 +294,10 @@ class CompletionService:
                     await self._cache.store(context.project.store_id, key, completion.body)
             return
         client_wants_usage = bool((call.params.get("stream_options") or {}).get("include_usage"))
-        # Usage (and so cost) of a stream is only reported when asked for: the gateway always asks,
-        # and hides the extra chunk from clients that did not.
-        call.params["stream_options"] = {**(call.params.get("stream_options") or {}), "include_usage": True}
+        if spec.asks_stream_usage:
+            # Usage (and so cost) of a stream is only reported when asked for: the gateway always asks,
+            # and hides the extra chunk from clients that did not.
+            call.params["stream_options"] = {**(call.params.get("stream_options") or {}), "include_usage": True}
         observation.provider_called()
         opened = await open_stream(self._llm, call)
         outcome.headers.update(_info_headers(opened.source.info, with_cost=False))
@@ -292,8 +312,9 @@ class CompletionService:
             relay(
                 opened,
                 on_complete=on_complete,
-                strip_usage=not client_wants_usage,
+                strip_usage=spec.asks_stream_usage and not client_wants_usage,
                 on_error=observation.failed_in_band,
+                framing=spec.framing,
             )
         )
 

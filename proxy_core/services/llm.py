@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
+
+
+class Operation(Enum):
+    """What kind of call: the OpenAI (or Anthropic) endpoint a client called, and so the provider call."""
+
+    CHAT = "chat"
+    RESPONSES = "responses"
+    EMBEDDINGS = "embeddings"
+    TEXT_COMPLETION = "text_completion"
+    MESSAGES = "messages"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +48,9 @@ class LlmCall:
     routed: bool = False
     # A cached answer to replay through LiteLLM (so it still gets its own trace); no provider call.
     replay: dict[str, Any] | None = None
+    operation: Operation = Operation.CHAT
+    # What a call other than chat sends in place of ``messages`` (``input``, ``prompt`` …).
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -57,7 +71,8 @@ class Completion:
 
 
 class ChunkStream(Protocol):
-    """An open stream of ``chat.completion.chunk`` dicts; iteration errors are ``GatewayError``."""
+    """An open stream of event dicts (``chat.completion.chunk``s for chat, typed events for Responses
+    and Anthropic messages: ``{"type": …}``); iteration errors are ``GatewayError``."""
 
     def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]: ...
 

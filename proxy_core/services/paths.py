@@ -6,6 +6,9 @@ so the metadata arrives as path segments:
     [/v1][/project_id/{p}][/rollout_id/{r}/invocation_id/{i}/experiment_id/{e}/run_id/{run}/row_id/{row}
         [/encoded_base_url/{b64}]][/v1]/chat/completions
 
+and likewise for the other tracked endpoints (``/responses``, ``/embeddings``, ``/completions``,
+``/messages``).
+
 The other routes (``traces``, ``rollouts/{id}``, ``scores``, ``logs``, ``status``) take the same
 optional ``/v1`` and ``/project_id/{p}`` prefixes, without the rollout ids.
 
@@ -28,12 +31,22 @@ MAX_ENCODED_BASE_URL_LENGTH = 4096
 
 class Endpoint(Enum):
     CHAT_COMPLETIONS = ("chat", "completions")
+    RESPONSES = ("responses",)
+    EMBEDDINGS = ("embeddings",)
+    TEXT_COMPLETIONS = ("completions",)
+    MESSAGES = ("messages",)
     TRACES = ("traces",)
     TRACES_POINTWISE = ("traces", "pointwise")
     ROLLOUT_STATUS = ("rollouts", "{rollout_id}")
     SCORES = ("scores",)
     LOGS = ("logs",)
     STATUS = ("status",)
+
+
+# The endpoints that call a provider: each may be rollout-tracked, on every prefix chat has.
+TRACKED_ENDPOINTS = frozenset(
+    {Endpoint.CHAT_COMPLETIONS, Endpoint.RESPONSES, Endpoint.EMBEDDINGS, Endpoint.TEXT_COMPLETIONS, Endpoint.MESSAGES}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +149,6 @@ def parse_metadata_path(raw_path: str) -> MetadataPath | None:
     if matched is None:
         return None
     endpoint, resource_id = matched
-    if endpoint is not Endpoint.CHAT_COMPLETIONS and rollout is not None:
+    if endpoint not in TRACKED_ENDPOINTS and rollout is not None:
         return None
     return MetadataPath(endpoint, project_id, rollout, encoded_base_url, resource_id)

@@ -26,6 +26,8 @@ from proxy_core.policy_config import GovernanceConfig, PiiPolicy
 from proxy_core.services.pii import PiiEngineError, PiiRedactor, PlaceholderMemo, redact_chat_body, redact_text_value
 
 TextRedactor = Callable[[str], str]
+# How one endpoint's body is walked (``redact_chat_body``, ``redact_responses_body`` …).
+BodyWalk = Callable[[dict[str, Any], PiiRedactor, PlaceholderMemo], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +66,18 @@ class RequestRedaction:
         self._memo = PlaceholderMemo()
         self._executor = executor
 
-    async def body_of(self, body: dict[str, Any], size: int) -> dict[str, Any]:
+    async def body_of(self, body: dict[str, Any], size: int, walk: BodyWalk = redact_chat_body) -> dict[str, Any]:
         """``body`` (``size`` bytes as received) redacted as ``body`` does, off the event loop when large."""
         if self._redactor is None or self._executor is None or size < OFF_LOOP_BYTES:
-            return self.body(body)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.body, body)
+            return self.body(body, walk)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.body, body, walk)
 
-    def body(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The body to send upstream."""
+    def body(self, body: dict[str, Any], walk: BodyWalk = redact_chat_body) -> dict[str, Any]:
+        """The body to send upstream (``walk``: the layout of the endpoint's body)."""
         if self._redactor is None:
             return body
         try:
-            return redact_chat_body(body, self._redactor, self._memo)
+            return walk(body, self._redactor, self._memo)
         except PiiEngineError:
             raise _refused() from None
 

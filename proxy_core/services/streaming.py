@@ -1,9 +1,10 @@
 """Relaying a provider stream to the client as server-sent events.
 
 The first chunk is read before the HTTP status is committed, so failures while opening are real
-HTTP errors. After that a failure is sent in-band and the stream still ends with ``[DONE]``.
-The completion is recorded only after the last chunk and before ``[DONE]``: a client that saw
-``[DONE]`` can rely on its insertion id being recorded. A client that goes away cancels the relay,
+HTTP errors. After that a failure is sent in-band and the stream still ends as its protocol ends
+(``sse.StreamFraming``). The completion is recorded only after the last chunk and before
+``[DONE]`` (or before the endpoint's terminal event, ``response.completed``, ``message_stop``): a
+client that saw it can rely on its insertion id being recorded. A client that goes away cancels the relay,
 which closes the provider stream.
 """
 
@@ -55,6 +56,7 @@ async def relay(
     on_complete: Callable[[CallInfo], Awaitable[None]],
     strip_usage: bool,
     on_error: Callable[[GatewayError], None] | None = None,
+    framing: sse.StreamFraming = sse.CHAT_FRAMING,
 ) -> AsyncGenerator[bytes, None]:
     """The stream's SSE frames; ``on_error`` hears of a failure answered in-band (to log and count it)."""
 
@@ -63,17 +65,29 @@ async def relay(
         async for chunk in opened.rest:
             yield chunk
 
+    completed = failed = False
+    sent = 0
     try:
         async for chunk in every_chunk():
+            if not completed and framing.terminal and chunk.get("type") in framing.terminal:
+                await on_complete(opened.source.info)
+                completed = True
+            failed = failed or chunk.get("type") == "error"  # an error event LiteLLM wrote in-band itself
             visible = without_usage(chunk) if strip_usage else chunk
             if visible is not None:
-                yield sse.data_frame(visible)
-        await on_complete(opened.source.info)
+                yield framing.frame(visible)
+                sent += 1
+        if not completed and framing.terminal:
+            if not failed:  # a protocol with a terminal event that never came: the call is not complete
+                raise UpstreamError("The provider's stream ended before it was complete.", code="incomplete_stream")
+        elif not completed:
+            await on_complete(opened.source.info)
     except GatewayError as error:
         if on_error is not None:
             on_error(error)
-        yield sse.error_frame(error)
+        yield framing.error(error, sent)
     finally:
         await opened.rest.aclose()
         await opened.source.aclose()
-    yield sse.DONE
+    if framing.done:
+        yield framing.done

@@ -1,13 +1,14 @@
 """A fake OpenAI-compatible LLM provider for tests and benchmarks.
 
-The gateway forwards chat completions through LiteLLM, which speaks the OpenAI
-wire protocol.  This module serves that protocol from memory so tests can run
+The gateway forwards chat completions, Responses calls, text completions and
+embeddings through LiteLLM, which speaks the OpenAI wire protocol (the formats
+of each endpoint: ``upstream_endpoints``).  This module serves that protocol from memory so tests can run
 the real client stack end to end and still control exactly what the provider
 does: answer, stream, fail with a given status, stall, hang, or drop the
 connection half-way through a stream.
 
 Behaviour is steered per request by directives embedded in the *last user
-message* (the only channel that survives any gateway unchanged), e.g.
+message* (or input, or prompt: the only channel that survives any gateway unchanged), e.g.
 ``"hello [[status=429]] [[retry_after=2]]"``.  Directives are removed before the
 text is echoed back.  Supported directives:
 
@@ -29,8 +30,6 @@ far below the gateway's.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import threading
 import time
@@ -41,15 +40,9 @@ from typing import Any
 import orjson
 
 from .server import ServerThread
-from .upstream_plan import (
-    Behaviour,
-    apply_directives,
-    error_body,
-    format_number,
-    last_user_message_text,
-    split_content,
-    usage_of,
-)
+from .upstream_answer import Answer, respond
+from .upstream_endpoints import ChatAnswer, EmbeddingsAnswer, ResponsesAnswer, TextCompletionAnswer, directive_text
+from .upstream_plan import Behaviour, apply_directives, error_body, format_number, last_user_message_text
 
 __all__ = [
     "FakeUpstream",
@@ -67,8 +60,13 @@ Send = Callable[[Message], Awaitable[None]]
 
 _COMPLETION_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODEL_PATHS = frozenset({"/v1/models", "/models"})
-_JSON = [(b"content-type", b"application/json")]
-_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+# Each endpoint: its answer, and the body field it cannot do without (and that field's JSON type).
+_ENDPOINTS: dict[str, tuple[type[Answer], str, type | tuple[type, ...]]] = {
+    "chat/completions": (ChatAnswer, "messages", list),
+    "responses": (ResponsesAnswer, "input", (str, list)),
+    "completions": (TextCompletionAnswer, "prompt", (str, list)),
+    "embeddings": (EmbeddingsAnswer, "input", (str, list)),
+}
 
 
 @dataclass(frozen=True)
@@ -176,142 +174,6 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = _JSON + (extra or [])
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class _Watch:
-    """Notices the client going away while a response is being produced."""
-
-    def __init__(self, receive: Receive) -> None:
-        self.gone = asyncio.Event()
-        self._task = asyncio.ensure_future(self._wait(receive))
-
-    async def _wait(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self.gone.set()
-
-    async def sleep(self, seconds: float) -> bool:
-        """Sleep unless the client leaves first; return True if it left."""
-        if seconds > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.gone.wait(), seconds)
-        else:
-            await asyncio.sleep(0)
-        return self.gone.is_set()
-
-    def close(self) -> None:
-        self._task.cancel()
-
-
-class _Completion:
-    """Answers one chat-completion request according to its plan."""
-
-    def __init__(self, state: UpstreamState, req: RecordedRequest, send: Send, receive: Receive) -> None:
-        self.state, self.req, self.send, self.receive = state, req, send, receive
-        self.body: dict[str, Any] = req.body
-        self.plan, prompt = state._resolve(last_user_message_text(self.body))
-        self.content = self.plan.content if self.plan.content is not None else f"echo: {prompt}"
-        self.model = str(self.body.get("model") or "fake-model")
-        self.id = f"chatcmpl-fake-{next(state._ids)}"
-        self.created = int(time.time())
-
-    async def run(self) -> None:
-        plan = self.plan
-        needs_watch = plan.hang or plan.delay_ms > 0 or bool(self.body.get("stream"))
-        if not needs_watch:
-            await self._answer_plain()
-            return
-        watch = _Watch(self.receive)
-        try:
-            if plan.hang:
-                await watch.gone.wait()
-                self.state._mark(self.state.aborted, self.req)
-                return
-            if await watch.sleep(plan.delay_ms / 1000):
-                self.state._mark(self.state.aborted, self.req)
-                return
-            if self.body.get("stream") and plan.status < 400:
-                await self._answer_stream(watch)
-            else:
-                await self._answer_plain()
-        finally:
-            watch.close()
-
-    async def _answer_plain(self) -> None:
-        plan = self.plan
-        if plan.status >= 400:
-            extra = [(b"retry-after", plan.retry_after.encode())] if plan.retry_after else []
-            await _respond(self.send, plan.status, error_body(plan.status, f"fake upstream error {plan.status}"), extra)
-            return
-        doc = {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": self.content},
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": usage_of(self.body, self.content),
-        }
-        await _respond(self.send, plan.status, orjson.dumps(doc))
-
-    def _frame(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        doc = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-            **extra,
-        }
-        return b"data: " + orjson.dumps(doc) + b"\n\n"
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return self._frame([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
-
-    async def _emit(self, frame: bytes) -> None:
-        await self.send({"type": "http.response.body", "body": frame, "more_body": True})
-
-    async def _answer_stream(self, watch: _Watch) -> None:
-        plan = self.plan
-        await self.send({"type": "http.response.start", "status": plan.status, "headers": _SSE})
-        await self._emit(self._chunk({"role": "assistant", "content": ""}))
-        for index, piece in enumerate(split_content(self.content, plan.chunks)):
-            if plan.cut_after is not None and index >= plan.cut_after:
-                break
-            if await watch.sleep(plan.chunk_delay_ms / 1000):
-                self.state._mark(self.state.aborted, self.req)
-                return
-            await self._emit(self._chunk({"content": piece}))
-        if plan.cut_after is not None:
-            await self._cut(watch)
-            return
-        await self._emit(self._chunk({}, "stop"))
-        if (self.body.get("stream_options") or {}).get("include_usage"):
-            await self._emit(self._frame([], usage=usage_of(self.body, self.content)))
-        if watch.gone.is_set():
-            self.state._mark(self.state.aborted, self.req)
-        await self.send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
-
-    async def _cut(self, watch: _Watch) -> None:
-        """Drop the connection mid-body so the client sees a truncated stream."""
-        self.state._mark(self.state.cut, self.req)
-        transport = getattr(getattr(self.send, "__self__", None), "transport", None)
-        if transport is None:
-            raise ConnectionAbortedError("fake upstream cut the stream")
-        transport.close()
-        await watch.gone.wait()
-
-
 class UpstreamApp:
     """The ASGI application; ``app.state`` is its :class:`UpstreamState`."""
 
@@ -329,15 +191,17 @@ class UpstreamApp:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         req = RecordedRequest(method, path, headers, _parse(raw), time.monotonic())
         self.state._record(req)
-        if path in _COMPLETION_PATHS and method == "POST":
-            if not isinstance(req.body, dict) or not isinstance(req.body.get("messages"), list):
-                await _respond(send, 400, error_body(400, "body must be a JSON object with 'messages'"))
+        endpoint = _ENDPOINTS.get(path.removeprefix("/v1/").lstrip("/"))
+        if endpoint is not None and method == "POST":
+            answer, required, kind = endpoint
+            if not isinstance(req.body, dict) or not isinstance(req.body.get(required), kind):
+                await respond(send, 400, error_body(400, f"body must be a JSON object with '{required}'"))
                 return
-            await _Completion(self.state, req, send, receive).run()
+            await answer(self.state, req, send, receive, directive_text(path, req.body)).run()
         elif path in _MODEL_PATHS and method == "GET":
-            await _respond(send, 200, _models(self.state))
+            await respond(send, 200, _models(self.state))
         else:
-            await _respond(send, 404, error_body(404, f"no route for {method} {path}"))
+            await respond(send, 404, error_body(404, f"no route for {method} {path}"))
 
 
 def create_upstream_app(state: UpstreamState | None = None) -> UpstreamApp:

@@ -171,7 +171,7 @@ def test_global_defaults_and_queued_failures(client: openai.OpenAI, fake_upstrea
 
 def test_models_and_unknown_routes(client: openai.OpenAI, fake_upstream: FakeUpstream) -> None:
     assert [m.id for m in client.models.list()] == ["fake-model"]
-    response = httpx.post(fake_upstream.url + "/v1/embeddings", json={})
+    response = httpx.post(fake_upstream.url + "/v1/images/generations", json={})
     assert response.status_code == 404
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
     bad = httpx.post(fake_upstream.base_url + "/chat/completions", content=b"not json")

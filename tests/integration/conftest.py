@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anthropic
 import openai
 import pytest
 
@@ -78,6 +79,11 @@ def catalog_for(upstream_url: str, *, wildcard: bool = True) -> ModelCatalog:
             },
         },
         {"model_name": "demo", "litellm_params": {"model": "openai/demo", "mock_response": "hello from demo"}},
+        # A model LiteLLM knows (and prices): it streams Responses natively rather than faking the stream.
+        {
+            "model_name": "fake-priced",
+            "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": f"{upstream_url}/v1"},
+        },
     ]
     if wildcard:
         models.append({"model_name": "*", "litellm_params": {"model": "*"}})
@@ -144,6 +150,25 @@ def gateway_factory(
     yield start
     for server in started:
         server.stop()
+
+
+AnthropicFactory = Callable[..., anthropic.Anthropic]
+
+
+@pytest.fixture
+def anthropic_clients() -> Iterator[AnthropicFactory]:
+    """``anthropic.Anthropic(**kwargs)`` (no retries), each closed after the test: its HTTP
+    client does not close its sockets when it is collected."""
+    made: list[anthropic.Anthropic] = []
+
+    def make(**kwargs: Any) -> anthropic.Anthropic:
+        client = anthropic.Anthropic(**{"max_retries": 0, "timeout": 30, **kwargs})
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
 
 
 @pytest.fixture

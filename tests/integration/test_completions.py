@@ -177,7 +177,7 @@ async def test_health_ready_models(gateway: Gateway) -> None:
             assert set(ready.json()["tracing"]["projects"]) <= {"proj-a", "proj-b", "proj-c"}
         for path in ("/v1/models", "/models"):
             models = (await http.get(path)).json()
-            assert [m["id"] for m in models["data"]] == ["fake", "fake-keyed", "demo"]
+            assert [m["id"] for m in models["data"]] == ["fake", "fake-keyed", "demo", "fake-priced"]
         missing = await http.get("/nope")
         assert missing.status_code == 404
         assert json.loads(missing.text)["error"]["code"] == "unknown_route"

@@ -158,11 +158,11 @@ BAD_ROLLOUT_ID = {
             },
         ),
         (
-            "/v1/embeddings",
+            "/v1/images/generations",
             {"json": BODY},
             404,
             {
-                "message": "Unknown route: POST /v1/embeddings",
+                "message": "Unknown route: POST /v1/images/generations",
                 "type": "invalid_request_error",
                 "param": None,
                 "code": "unknown_route",
@@ -227,14 +227,32 @@ def _method_not_allowed(method: str, allowed: str) -> tuple[int, str | None, dic
         ("POST", "/health", _method_not_allowed("POST", "GET, HEAD")),
         ("OPTIONS", "/v1/ready", _method_not_allowed("OPTIONS", "GET, HEAD")),
         ("DELETE", "/v1/models", _method_not_allowed("DELETE", "GET")),
+        ("OPTIONS", "/v1/embeddings", _method_not_allowed("OPTIONS", "POST")),
+        (
+            "GET",
+            f"/{rollout_path('r1')}/v1/messages",  # Anthropic's clients read Anthropic's error shape
+            (
+                405,
+                "POST",
+                {
+                    "type": "error",
+                    "error": {
+                        "message": "GET is not allowed here; use POST.",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "method_not_allowed",
+                    },
+                },
+            ),
+        ),
         (
             "OPTIONS",
-            "/v1/embeddings",
+            "/v1/images/generations",
             (
                 404,
                 None,
                 {
-                    "message": "Unknown route: OPTIONS /v1/embeddings",
+                    "message": "Unknown route: OPTIONS /v1/images/generations",
                     "type": "invalid_request_error",
                     "param": None,
                     "code": "unknown_route",
@@ -249,7 +267,8 @@ async def test_allow_names_only_the_methods_of_the_path(
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
         response = await http.request(method, path)
     status, allow, error = expected
-    assert (response.status_code, response.headers.get("allow"), response.json()) == (status, allow, {"error": error})
+    body = error if "error" in error else {"error": error}  # a whole body is given where its shape differs
+    assert (response.status_code, response.headers.get("allow"), response.json()) == (status, allow, body)
 
 
 async def test_oversized_body_is_413(gateway_factory: GatewayFactory, upstream_state: UpstreamState) -> None:

@@ -11,7 +11,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from proxy_core.api.dispatch import allowed_methods
-from proxy_core.services.paths import Endpoint, parse_metadata_path
+from proxy_core.services.paths import TRACKED_ENDPOINTS, Endpoint, parse_metadata_path
 from tests.integration.conftest import Gateway
 
 
@@ -58,7 +58,7 @@ def test_every_listed_metadata_path_is_one_dispatch_parses(schema: dict[str, Any
         parsed = parse_metadata_path(concrete)
         assert parsed is not None, path
         assert item.keys() == {method.lower() for method in allowed_methods(parsed.endpoint)}
-        assert (parsed.rollout is not None) == ("rollout_id" in path and parsed.endpoint is Endpoint.CHAT_COMPLETIONS)
+        assert (parsed.rollout is not None) == ("rollout_id" in path and parsed.endpoint in TRACKED_ENDPOINTS)
 
 
 def test_parameters_bodies_headers_and_errors_are_described(schema: dict[str, Any]) -> None:

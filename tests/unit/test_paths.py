@@ -27,6 +27,30 @@ def test_tracked_shapes(prefix: str, project: str, base_url: str, suffix: str) -
 
 
 @pytest.mark.parametrize(
+    ("tail", "endpoint"),
+    [
+        ("responses", Endpoint.RESPONSES),
+        ("embeddings", Endpoint.EMBEDDINGS),
+        ("completions", Endpoint.TEXT_COMPLETIONS),
+        ("messages", Endpoint.MESSAGES),
+    ],
+)
+@pytest.mark.parametrize("prefix", ["", "/v1"])
+@pytest.mark.parametrize("project", ["", "/project_id/p1"])
+@pytest.mark.parametrize("rollout", ["", f"/{ROLLOUT}", f"/{ROLLOUT}/encoded_base_url/aHR0cDovL3g="])
+@pytest.mark.parametrize("v1", ["", "/v1"])
+def test_every_endpoint_on_every_prefix(
+    tail: str, endpoint: Endpoint, prefix: str, project: str, rollout: str, v1: str
+) -> None:
+    parsed = parse_metadata_path(f"{prefix}{project}{rollout}{v1}/{tail}")
+    assert parsed is not None
+    assert parsed.endpoint is endpoint
+    assert parsed.project_id == ("p1" if project else None)
+    assert parsed.rollout == (IDS if rollout else None)
+    assert parsed.encoded_base_url == ("aHR0cDovL3g=" if "encoded" in rollout else None)
+
+
+@pytest.mark.parametrize(
     ("path", "project"),
     [
         ("/chat/completions", None),
@@ -49,7 +73,9 @@ def test_untracked_shapes(path: str, project: str | None) -> None:
         "/",
         "/health",
         "/chat",
-        "/completions",
+        "/completion",
+        "/v1/messages/batches",
+        f"/{ROLLOUT}/embeddings/x",
         "/v1/v1/v1/chat/completions",
         "/rollout_id/r1/chat/completions",
         "/rollout_id/r1/invocation_id/i1/chat/completions",

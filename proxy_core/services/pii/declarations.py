@@ -23,8 +23,9 @@ from .values import redact_text_value
 
 # Scalar members of a declaration that the provider matches on: the tool's kind, its name, strictness.
 _DECLARATION_STRUCTURE = frozenset({"type", "name", "strict"})
-# Members holding a JSON schema: a function's parameters, a response format's schema.
-_SCHEMA_MEMBERS = frozenset({"parameters", "schema"})
+# Members holding a JSON schema: a function's parameters, a response format's schema, an Anthropic
+# tool's input schema.
+_SCHEMA_MEMBERS = frozenset({"parameters", "schema", "input_schema"})
 # Schema keywords whose values are syntax (types, regexes, references, property names).
 _SCHEMA_SYNTAX = frozenset(
     {
