@@ -12,19 +12,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 
 import httpx
 from fastapi import FastAPI
 
-from proxy_core.adapters.aws_secrets import AwsSecretsManagerSource
 from proxy_core.adapters.embedded_traces import (
     EmbeddedOrLangfuseIntake,
     EmbeddedOrLangfuseSource,
     EmbeddedTraceStore,
     MemoryTraceBackend,
     TraceBackend,
-    embedded_target,
 )
 from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
@@ -48,9 +45,9 @@ from proxy_core.api import dispatch, health, openapi
 from proxy_core.api.deps import Services
 from proxy_core.api.errors import register_error_handlers
 from proxy_core.api.observability import ObservedFastAPI
-from proxy_core.config_files import ConfigError, SecretsFile, SecretsFileSource
-from proxy_core.production import production_problems
-from proxy_core.services.auth import ALL_PROJECTS, AuthProvider, NoAuth, StaticApiKeys
+from proxy_core.config_files import ConfigError
+from proxy_core.secrets_wiring import build_secrets_source, current_secrets
+from proxy_core.services.auth import AuthProvider
 from proxy_core.services.base_url import BaseUrlPolicy, refuses_addresses
 from proxy_core.services.budget import ReadBudgets
 from proxy_core.services.completions import CompletionPolicy, CompletionService
@@ -60,22 +57,19 @@ from proxy_core.services.llm import LlmClient
 from proxy_core.services.metrics import GatewayMetrics, MetricsService
 from proxy_core.services.models import ModelResolver
 from proxy_core.services.preparation import RequestPreparer
-from proxy_core.services.projects import UNCONFIGURED_PROJECT, ProjectDirectory, ProjectTable
+from proxy_core.services.projects import ProjectDirectory
 from proxy_core.services.prompts import PromptCache
 from proxy_core.services.response_cache import ResponseCache
 from proxy_core.services.rollout_logs import RolloutLogsService, RolloutLogStore
 from proxy_core.services.sanitizer import Sanitizer
 from proxy_core.services.scores import ScoresService
 from proxy_core.services.secrets import (
-    CurrentSecrets,
     SecretsRefresher,
-    SecretsSnapshot,
-    SecretsSource,
-    load_at_start,
 )
 from proxy_core.services.store import GuardedStore, RolloutStore
-from proxy_core.services.trace_delivery import DeliveryTuning, TraceDelivery
+from proxy_core.services.trace_delivery import TraceDelivery
 from proxy_core.services.trace_ports import SpanSpool
+from proxy_core.services.trace_projects import DeliveryTuning
 from proxy_core.services.trace_source import TraceSource
 from proxy_core.services.traces import TracesService
 from proxy_core.settings import Settings
@@ -151,77 +145,6 @@ def build_llm_router(settings: Settings, redis: RedisConnection | None) -> Limit
     """LiteLLM's Router for the routed names, its counters and the rpm/tpm windows in Redis when configured."""
     windows = RedisUsageWindows(redis, prefix=settings.redis_key_prefix) if redis is not None else None
     return build_router(settings.catalog, settings.redis_options, windows=windows, key_prefix=settings.redis_key_prefix)
-
-
-def build_auth(secrets: SecretsFile) -> AuthProvider:
-    keys = secrets.api_keys
-    if not keys:
-        return NoAuth()
-    return StaticApiKeys(
-        (key.name or f"key-{index}", key.key.get_secret_value(), key.projects) for index, key in enumerate(keys)
-    )
-
-
-# How long start-up keeps trying a secret manager it cannot reach before it gives up (exit 2).
-SECRETS_START_WITHIN_S = 15.0
-
-
-def build_secrets_source(settings: Settings) -> SecretsSource | None:
-    """Where the secrets are (re-)read from; None when they were handed over directly (tests)."""
-    if settings.secrets_source == "aws-secretsmanager":
-        assert settings.secrets_aws_secret_id is not None  # the settings require it
-        return AwsSecretsManagerSource(settings.secrets_aws_secret_id, region=settings.aws_region)
-    if "secrets" in settings.model_fields_set:
-        return None
-    return SecretsFileSource(settings.secrets_path)
-
-
-def secrets_snapshot(settings: Settings, auth: AuthProvider | None, secrets: SecretsFile) -> SecretsSnapshot:
-    """What the gateway builds from one version of the secrets (at start-up and on each refresh)."""
-    if settings.environment == "production":
-        problems = production_problems(secrets, settings.catalog)
-        if problems:
-            raise ConfigError("refusing to run in production: " + "; ".join(problems))
-    projects = project_table(settings, secrets)
-    for group in projects.shared_destinations():
-        # Spans are redacted at export by their destination's project: projects sharing one
-        # Langfuse project must share their PII rules, or one's spans would leave under the
-        # other's rules (an SSN in the clear).
-        if len({settings.catalog.pii_for(project_id) for project_id in group}) > 1:
-            raise ConfigError(
-                f"projects {', '.join(sorted(group))} send traces to the same Langfuse project "
-                "but have different PII rules; give them the same rules or their own keys"
-            )
-    return SecretsSnapshot(
-        secrets=secrets,
-        projects=projects,
-        auth=auth or build_auth(secrets),
-    )
-
-
-def project_table(settings: Settings, secrets: SecretsFile) -> ProjectTable:
-    """The secrets' Langfuse projects; without any, projects trace to the embedded store.
-
-    The embedded store accepts the projects the configuration names — the gateway configuration's
-    ``projects:``, the gateway API keys' projects, the default project — and calls that name no
-    project (a namespace of their own). Any other id is a 404, as with Langfuse, so that a key
-    bound to some projects reaches exactly those, and a typo is an error, not a new project.
-    """
-    if secrets.langfuse_keys:
-        return ProjectTable.of(secrets.langfuse_keys, secrets.default_project_id, settings.langfuse_host)
-    named = {*settings.catalog.projects, *(p for key in secrets.api_keys for p in key.projects if p != ALL_PROJECTS)}
-    if secrets.default_project_id is not None:
-        named.add(secrets.default_project_id)
-    targets = {project_id: embedded_target(project_id) for project_id in sorted(named | {UNCONFIGURED_PROJECT})}
-    return ProjectTable(targets, secrets.default_project_id)
-
-
-def current_secrets(settings: Settings, source: SecretsSource | None, auth: AuthProvider | None) -> CurrentSecrets:
-    """The secrets in force: the file the settings loaded, or the secret manager's, fetched now."""
-    initial = settings.secrets
-    if settings.secrets_source != "file" and source is not None:
-        initial = load_at_start(source, SECRETS_START_WITHIN_S)
-    return CurrentSecrets(partial(secrets_snapshot, settings, auth), initial)
 
 
 def _base_url_policy(settings: Settings) -> BaseUrlPolicy:

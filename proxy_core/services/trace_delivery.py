@@ -32,11 +32,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from proxy_core.errors import StoreUnavailableError
-from proxy_core.retry import backoff_s
 from proxy_core.services.llm import LangfuseTarget
 from proxy_core.services.metrics import GatewayMetrics, NoMetrics
 from proxy_core.services.trace_ports import (
@@ -48,86 +46,15 @@ from proxy_core.services.trace_ports import (
     SpoolDepth,
     TraceIntake,
 )
+from proxy_core.services.trace_projects import (
+    COUNTS,
+    DeliveryItem,
+    DeliveryTuning,
+    PostOutcome,
+    ProjectDelivery,
+)
 
 logger = logging.getLogger("proxy_core.tracing")
-
-COUNTS = ("queued", "exported", "spooled", "replayed", "dropped", "rejected", "truncated")
-# The spool counts as full from this share of its bound, and as no longer full below the second
-# (hysteresis, so tracked calls are not refused and admitted in turn on every span).
-FULL_AT, NOT_FULL_BELOW = 0.9, 0.75
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryTuning:
-    max_batch_bytes: int = 3 * 1024 * 1024
-    max_batch_spans: int = 1000
-    # A live post that takes longer is given up and its batch spooled: with the batch delay
-    # before it, an acknowledged completion's span is delivered or spooled within seconds.
-    live_timeout_s: float = 2.0
-    replay_timeout_s: float = 30.0
-    lease_s: float = 60.0
-    # Spans waiting in memory for a live post beyond this go to the spool instead.
-    max_pending_bytes: int = 64 * 1024 * 1024
-    tick_s: float = 1.0
-    backoff_base_s: float = 0.5
-    backoff_cap_s: float = 10.0
-
-
-@dataclass(slots=True)
-class _Item:
-    fragment: bytes
-    id: str | None = None  # a spooled span's id
-
-
-@dataclass(slots=True)
-class _Outcome:
-    delivered: list[_Item] = field(default_factory=list)
-    rejected: list[_Item] = field(default_factory=list)
-    unavailable: list[_Item] = field(default_factory=list)
-
-
-class _Project:
-    """One project's delivery state; touched only on the event loop."""
-
-    def __init__(self, project_id: str) -> None:
-        self.id = project_id
-        self.pending: deque[bytes] = deque()
-        self.pending_bytes = 0
-        self.inflight: list[bytes] = []
-        self.sender: asyncio.Task[None] | None = None
-        self.down = False
-        self.failures = 0
-        self.retry_at = 0.0
-        self.last_error: str | None = None
-        self.counts = dict.fromkeys(COUNTS, 0)
-        self.depth = SpoolDepth(0, 0)
-        self.full = False
-
-    def unavailable(self, error: IntakeUnavailableError, tuning: DeliveryTuning) -> None:
-        if not self.down:
-            logger.warning("Langfuse of project %r is unavailable (%s); its spans are spooled", self.id, error)
-        self.down = True
-        self.failures += 1
-        self.last_error = str(error)
-        pause = backoff_s(
-            self.failures, base_s=tuning.backoff_base_s, cap_s=tuning.backoff_cap_s, retry_after_s=error.retry_after_s
-        )
-        self.retry_at = time.monotonic() + pause
-
-    def available(self) -> None:
-        if self.down:
-            logger.info("Langfuse of project %r answers again", self.id)
-        self.down = False
-        self.failures = 0
-        self.retry_at = 0.0
-
-    def report(self) -> dict[str, Any]:
-        return {
-            "langfuse": "down" if self.down else "up",
-            "last_error": self.last_error if self.down else None,
-            "spool": {"spans": self.depth.spans, "bytes": self.depth.bytes, "full": self.full},
-            "spans": dict(self.counts),
-        }
 
 
 class TraceDelivery:
@@ -150,7 +77,7 @@ class TraceDelivery:
         self._spool = spool
         self._codec = codec
         self._tuning = tuning or DeliveryTuning()
-        self._projects: dict[str, _Project] = {}
+        self._projects: dict[str, ProjectDelivery] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replayer: asyncio.Task[None] | None = None
         self._spooling: set[asyncio.Task[None]] = set()  # overflow pushes, referenced until done
@@ -161,17 +88,17 @@ class TraceDelivery:
         self._loop = asyncio.get_running_loop()
         self._replayer = asyncio.create_task(self._replay_forever(), name="trace-replay")
 
-    def _project(self, project_id: str) -> _Project:
+    def _project(self, project_id: str) -> ProjectDelivery:
         project = self._projects.get(project_id)
         if project is None:
-            project = self._projects[project_id] = _Project(project_id)
+            project = self._projects[project_id] = ProjectDelivery(project_id)
         return project
 
-    def _count(self, project: _Project, outcome: str, spans: int) -> None:
+    def _count(self, project: ProjectDelivery, outcome: str, spans: int) -> None:
         project.counts[outcome] += spans
         self._metrics.spans(project.id, outcome, spans)
 
-    def _set_depth(self, project: _Project, depth: SpoolDepth) -> None:
+    def _set_depth(self, project: ProjectDelivery, depth: SpoolDepth) -> None:
         if depth.spans != project.depth.spans:
             self._metrics.spool_depth(project.id, depth.spans)
         project.depth = depth
@@ -215,14 +142,14 @@ class TraceDelivery:
             project.pending.append(fitted)
             project.pending_bytes += len(fitted)
         if project.pending_bytes > self._tuning.max_pending_bytes:
-            overflow = self._take(project, project.pending_bytes - self._tuning.max_pending_bytes)
+            overflow = project.take(project.pending_bytes - self._tuning.max_pending_bytes)
             task = asyncio.create_task(self._spool_fragments(project, overflow))
             self._spooling.add(task)
             task.add_done_callback(self._spooling.discard)
         if project.sender is None or project.sender.done():
             project.sender = asyncio.create_task(self._send_pending(project), name=f"trace-send-{project_id}")
 
-    def _fit(self, project: _Project, fragment: bytes) -> bytes:
+    def _fit(self, project: ProjectDelivery, fragment: bytes) -> bytes:
         """A span no batch could hold is cut until it fits (rare: megabytes of input or output)."""
         fitted: bytes | None = fragment
         while fitted is not None and len(fitted) > self._tuning.max_batch_bytes:
@@ -234,45 +161,32 @@ class TraceDelivery:
             self._count(project, "truncated", 1)
         return fitted
 
-    def _take(self, project: _Project, max_bytes: int, max_count: int | None = None) -> list[bytes]:
-        """The oldest pending fragments: at least one, then up to ``max_bytes`` and ``max_count``."""
-        taken: list[bytes] = []
-        size = 0
-        while project.pending and (not taken or size + len(project.pending[0]) <= max_bytes):
-            if max_count is not None and len(taken) >= max_count:
-                break
-            fragment = project.pending.popleft()
-            project.pending_bytes -= len(fragment)
-            size += len(fragment)
-            taken.append(fragment)
-        return taken
-
     # Live delivery ---------------------------------------------------------------------------
 
-    async def _send_pending(self, project: _Project) -> None:
+    async def _send_pending(self, project: ProjectDelivery) -> None:
         tuning = self._tuning
         while project.pending:
-            batch = project.inflight = self._take(project, tuning.max_batch_bytes, tuning.max_batch_spans)
+            batch = project.inflight = project.take(tuning.max_batch_bytes, tuning.max_batch_spans)
             target = self._targets().get(project.id)
             if target is None:
                 self._drop(project, len(batch), "its project is no longer configured")
             elif project.down:
                 await self._spool_fragments(project, batch)
             else:
-                outcome = await self._post_all(project, target, [_Item(f) for f in batch], tuning.live_timeout_s)
+                outcome = await self._post_all(project, target, [DeliveryItem(f) for f in batch], tuning.live_timeout_s)
                 self._count(project, "exported", len(outcome.delivered))
                 if outcome.unavailable:
                     await self._spool_fragments(project, [item.fragment for item in outcome.unavailable])
             project.inflight = []
 
     async def _post_all(
-        self, project: _Project, target: LangfuseTarget, items: list[_Item], timeout_s: float
-    ) -> _Outcome:
+        self, project: ProjectDelivery, target: LangfuseTarget, items: list[DeliveryItem], timeout_s: float
+    ) -> PostOutcome:
         """Post ``items``, splitting on 413 and cutting a lone span that is still too large.
 
         Stops at the first sign of unavailability: the rest is returned as ``unavailable``.
         """
-        outcome = _Outcome()
+        outcome = PostOutcome()
         stack = [items]
         while stack:
             part = stack.pop()
@@ -297,7 +211,9 @@ class TraceDelivery:
             outcome.delivered += part
         return outcome
 
-    def _smaller(self, project: _Project, part: list[_Item], outcome: _Outcome) -> list[list[_Item]]:
+    def _smaller(
+        self, project: ProjectDelivery, part: list[DeliveryItem], outcome: PostOutcome
+    ) -> list[list[DeliveryItem]]:
         """What to post instead of ``part`` after a 413, in the order to pop it (last first)."""
         if len(part) > 1:
             middle = len(part) // 2
@@ -310,11 +226,11 @@ class TraceDelivery:
             outcome.rejected.append(item)
             return []
         self._count(project, "truncated", 1)
-        return [[_Item(shrunk, item.id)]]
+        return [[DeliveryItem(shrunk, item.id)]]
 
     # The spool -------------------------------------------------------------------------------
 
-    async def _spool_fragments(self, project: _Project, fragments: list[bytes]) -> None:
+    async def _spool_fragments(self, project: ProjectDelivery, fragments: list[bytes]) -> None:
         if not fragments:
             return
         try:
@@ -328,7 +244,7 @@ class TraceDelivery:
             project.full = True
             self._drop(project, len(fragments) - accepted, "the trace spool is full or unavailable")
 
-    def _drop(self, project: _Project, count: int, reason: str) -> None:
+    def _drop(self, project: ProjectDelivery, count: int, reason: str) -> None:
         self._count(project, "dropped", count)
         logger.error(
             "%d spans of project %r are lost: %s (dropped so far: %d)",
@@ -354,11 +270,11 @@ class TraceDelivery:
                 except Exception:  # the loop must outlive any one round: spans wait on it
                     logger.exception("replaying the trace spool of project %r failed", project_id)
                     continue
-                self._update_full(project)
+                project.update_full(self._spool.max_bytes)
             if not busy and not self._stopping:
                 await asyncio.sleep(self._tuning.tick_s)
 
-    async def _replay_once(self, project: _Project, target: LangfuseTarget) -> bool:
+    async def _replay_once(self, project: ProjectDelivery, target: LangfuseTarget) -> bool:
         """Replay one batch of the project's spool; True when it made progress."""
         tuning = self._tuning
         spans = await self._spool.claim(
@@ -369,7 +285,7 @@ class TraceDelivery:
                 project.available()  # nothing to try it with: the next live batch will tell
             return False
         outcome = await self._post_all(
-            project, target, [_Item(s.fragment, s.id) for s in spans], tuning.replay_timeout_s
+            project, target, [DeliveryItem(s.fragment, s.id) for s in spans], tuning.replay_timeout_s
         )
         done = [item.id for item in outcome.delivered + outcome.rejected if item.id is not None]
         if done:
@@ -378,13 +294,6 @@ class TraceDelivery:
             await self._spool.release(project.id, [item.id for item in outcome.unavailable if item.id is not None])
         self._count(project, "replayed", len(outcome.delivered))
         return not outcome.unavailable
-
-    def _update_full(self, project: _Project) -> None:
-        used = project.depth.bytes / max(1, self._spool.max_bytes)
-        if used >= FULL_AT:
-            project.full = True
-        elif used < NOT_FULL_BELOW:
-            project.full = False
 
     # Shutdown --------------------------------------------------------------------------------
 
@@ -405,18 +314,20 @@ class TraceDelivery:
         senders += list(self._spooling)
         if senders:
             await asyncio.wait(senders, timeout=max(0.0, deadline - reserve - time.monotonic()))
-        for project in self._projects.values():
-            await self._leave(project, deadline)
-            counts = project.counts
-            logger.info(
-                "trace delivery of project %r stopped: %s spool_spans=%d",
-                project.id,
-                " ".join(f"{name}={counts[name]}" for name in COUNTS),
-                project.depth.spans,
-            )
-        await self._intake.aclose()
+        try:
+            for project in self._projects.values():
+                await self._leave(project, deadline)
+                counts = project.counts
+                logger.info(
+                    "trace delivery of project %r stopped: %s spool_spans=%d",
+                    project.id,
+                    " ".join(f"{name}={counts[name]}" for name in COUNTS),
+                    project.depth.spans,
+                )
+        finally:
+            await self._intake.aclose()
 
-    async def _leave(self, project: _Project, deadline: float) -> None:
+    async def _leave(self, project: ProjectDelivery, deadline: float) -> None:
         if project.sender is not None and not project.sender.done():
             project.sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -20,8 +20,9 @@ from proxy_core.adapters.otlp_intake import LangfuseOtlpIntake
 from proxy_core.adapters.otlp_json import OtlpJsonCodec, encode_fragment
 from proxy_core.adapters.redis_spool import RedisSpanSpool, spool_keys
 from proxy_core.services.llm import LangfuseTarget
-from proxy_core.services.trace_delivery import DeliveryTuning, TraceDelivery
+from proxy_core.services.trace_delivery import TraceDelivery
 from proxy_core.services.trace_ports import SpanSpool
+from proxy_core.services.trace_projects import DeliveryTuning
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.server import ServerThread
 from tests.fakes.upstream import UpstreamState

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy_core.app import secrets_snapshot
 from proxy_core.config_files import ConfigError, ModelCatalog, SecretsFile, SecretsFileSource, parse_secrets
 from proxy_core.errors import AuthenticationError, NotFoundError
 from proxy_core.retry import RetryableError
+from proxy_core.secrets_wiring import secrets_snapshot
 from proxy_core.services.secrets import CurrentSecrets, load_at_start, refresh_once
 from proxy_core.settings import Settings
 
