@@ -55,6 +55,9 @@ def router_method(router: Any, operation: Operation) -> Any:
 # closes it: a deployment's own SDK client is passed where one can be made. (Its embeddings handler
 # caches its clients, and is cheaper with its own: 3.38 against 3.60 ms of CPU per call.)
 _SDK_OPERATIONS = frozenset({Operation.TEXT_COMPLETION})
+# Its Responses and messages handlers take a shared client from a cache that outlives event loops
+# (``litellm_deployments``): they get the gateway's own.
+_HTTP_HANDLER_OPERATIONS = frozenset({Operation.RESPONSES, Operation.MESSAGES})
 
 
 def endpoint_kwargs(
@@ -72,10 +75,18 @@ def endpoint_kwargs(
     kwargs.update(call.inputs)
     if call.api_base is not None:  # a client-chosen upstream: a client of the gateway's own, never following
         kwargs["client"] = _origin_client(call, kwargs["model"], origins)
-    elif call.operation in _SDK_OPERATIONS and not call.routed:
-        client = deployments.for_call(call.deployment_params, call.model, kwargs.get("api_key"), call.max_retries)
+    elif not call.routed:
+        client = _deployment_client(call, kwargs, deployments)
         if client is not None:
             kwargs["client"] = client
+
+
+def _deployment_client(call: LlmCall, kwargs: dict[str, Any], deployments: DeploymentClients) -> object | None:
+    if call.operation in _SDK_OPERATIONS:
+        return deployments.for_call(call.deployment_params, call.model, kwargs.get("api_key"), call.max_retries)
+    if call.operation in _HTTP_HANDLER_OPERATIONS:
+        return deployments.http_handler_for(call.deployment_params, call.model)
+    return None
 
 
 def _origin_client(call: LlmCall, model: str, origins: OriginClients) -> object:
