@@ -42,6 +42,7 @@ from proxy_core.adapters.redis_spool import RedisSpanSpool
 from proxy_core.adapters.redis_store import RedisRolloutStore
 from proxy_core.adapters.redis_traces import RedisTraceBackend
 from proxy_core.api import dispatch, health, openapi
+from proxy_core.api.admission import ConcurrencyLimit
 from proxy_core.api.deps import Services
 from proxy_core.api.errors import register_error_handlers
 from proxy_core.api.observability import ObservedFastAPI
@@ -342,6 +343,8 @@ def create_app(
     )
     openapi.install(app)
     register_error_handlers(app)
+    if settings.max_concurrent_requests > 0:
+        app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
     app.include_router(health.router)
     app.include_router(dispatch.router)
     return app
