@@ -7,9 +7,10 @@ head that never ends (one header, below the 1 MiB bound on an unfinished head, s
 not refused) and wait. It reads the gateway's ``VmRSS`` before, every 250 ms while the heads are
 held (the peak is reported), and 1 s after the last connection was closed, and reports when each
 connection was closed, counted from its first byte, and what it was answered. While the heads
-are held, one ``/health`` request is timed: the gateway must still answer.
+are held, one ``/health`` request is timed: the gateway must still answer. A second wave (the
+default, ``--waves``) shows whether memory freed after the first is reused or grows again.
 
-Run: ``python -m bench.slow_clients [--connections 200] [--head-kib 1000]``. About 30 s.
+Run: ``python -m bench.slow_clients [--connections 200] [--head-kib 1000] [--waves 2]``. About 45 s.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--head-kib", type=int, default=1000)
+    parser.add_argument("--waves", type=int, default=2, help="waves of connections, one after the other")
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="slow-clients-") as run_dir:
@@ -100,10 +102,12 @@ def main() -> int:
         try:
             wait_healthy(gateway, f"http://{HOST}:{port}/health", 90)
             time.sleep(1.0)  # let start-up settle before the first RSS reading
-            report = asyncio.run(measure(port, gateway.pid, args.connections, args.head_kib))
+            waves = [
+                asyncio.run(measure(port, gateway.pid, args.connections, args.head_kib)) for _ in range(args.waves)
+            ]
         finally:
             gateway.stop()
-    print(json.dumps(report, indent=2))
+    print(json.dumps(waves, indent=2))
     return 0
 
 
