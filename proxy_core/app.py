@@ -41,7 +41,9 @@ from proxy_core.adapters.redis_rollout_logs import RedisRolloutLogs
 from proxy_core.adapters.redis_spool import RedisSpanSpool
 from proxy_core.adapters.redis_store import RedisRolloutStore
 from proxy_core.adapters.redis_traces import RedisTraceBackend
+from proxy_core.adapters.stream_limits import StreamLimits
 from proxy_core.api import dispatch, health, openapi
+from proxy_core.api.admission import ConcurrencyLimit
 from proxy_core.api.deps import Services
 from proxy_core.api.errors import register_error_handlers
 from proxy_core.api.observability import ObservedFastAPI
@@ -250,7 +252,10 @@ def create_app(
         llm_client: LlmClient
         if llm is None:
             llm_client = owned = LiteLLMClient(
-                build_llm_router(settings, redis), refuses=refuses_addresses, tracing=tracing
+                build_llm_router(settings, redis),
+                refuses=refuses_addresses,
+                tracing=tracing,
+                stream_limits=StreamLimits(settings.stream_idle_timeout_s, settings.max_stream_trace_bytes),
             )
         else:
             llm_client = llm
@@ -342,6 +347,8 @@ def create_app(
     )
     openapi.install(app)
     register_error_handlers(app)
+    if settings.max_concurrent_requests > 0:
+        app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
     app.include_router(health.router)
     app.include_router(dispatch.router)
     return app

@@ -12,6 +12,7 @@ so nothing above the adapters needs to know those libraries.
     ├── PermissionDeniedError          403
     ├── NotFoundError                  404
     ├── MethodNotAllowedError          405
+    ├── RequestTimeoutError            408 (answered by the HTTP protocol: head and body too slow)
     ├── PayloadTooLargeError           413
     ├── HeadersTooLargeError           431 (answered by the HTTP protocol, before the app)
     ├── RateLimitError                 429
@@ -20,6 +21,7 @@ so nothing above the adapters needs to know those libraries.
     ├── StoreUnavailableError          503 (+ Retry-After)
     ├── TraceBacklogFullError          503 (+ Retry-After)
     ├── ShuttingDownError              503 (+ Retry-After)
+    ├── ServerOverloadedError          503 (+ Retry-After)
     └── InternalError                  500
 """
 
@@ -115,6 +117,14 @@ class MethodNotAllowedError(GatewayError):
         return cls(f"{method} is not allowed here; use {allow}.", headers={**extra, "Allow": allow})
 
 
+class RequestTimeoutError(GatewayError):
+    """The request's head and body did not arrive within ``REQUEST_HEAD_TIMEOUT_S`` of its first byte."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
 class PayloadTooLargeError(GatewayError):
     status_code = 413
     error_type = "invalid_request_error"
@@ -179,6 +189,17 @@ class ShuttingDownError(GatewayError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"Retry-After": "1"})
+
+
+class ServerOverloadedError(GatewayError):
+    """``MAX_CONCURRENT_REQUESTS`` are in flight in this process; another attempt (or instance) can serve it."""
+
+    status_code = 503
+    error_type = "api_error"
+    default_code = "server_overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
 class InternalError(GatewayError):

@@ -90,7 +90,8 @@ def app_from_environment() -> FastAPI:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How uvicorn serves the gateway: no WebSocket handling (there is no WebSocket route, and
-    uvicorn would log each refused handshake's query string), access log without query values."""
+    uvicorn would log each refused handshake's query string), access log without query values,
+    and the HTTP protocol that bounds each request's head and the time it takes to arrive."""
     from proxy_core.http_protocol import BoundedHeadProtocol
     from proxy_core.log_format import logging_config
 
@@ -99,7 +100,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "port": settings.port,
         "workers": settings.workers,
         "loop": "uvloop",
-        "http": BoundedHeadProtocol,
+        "http": BoundedHeadProtocol.with_deadline(settings.request_head_timeout_s),
         "ws": "none",
         "log_level": settings.log_level.lower(),
         "log_config": logging_config(settings.log_format, settings.log_level),

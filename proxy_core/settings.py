@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     # Idle client connections stay open this long: longer than clients keep theirs (httpx and the
     # openai SDK: 5 s; load balancers: 60 s), so a client never sends on one the gateway closed.
     keep_alive_s: int = Field(default=75, ge=1, le=3600)
+    # A request's head and body must both arrive within this of its first byte (a total deadline,
+    # not an idle timer): a client trickling a byte a second is answered 408 and closed all the same.
+    request_head_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    # Requests in flight per process (health, readiness and metrics excepted); past it a 503
+    # server_overloaded with Retry-After. 0 turns the limit off.
+    max_concurrent_requests: int = Field(default=1000, ge=0, le=1_000_000)
+    # A provider stream that sends no chunk for this long is ended with an in-band error.
+    stream_idle_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    # Text of one stream kept for its trace; past it the client still gets everything, the trace a cut.
+    max_stream_trace_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
     # Rollout store and shared state: one Redis server, a Redis Cluster or a Sentinel-managed master
     redis_mode: RedisMode = "standalone"

@@ -36,6 +36,7 @@ from proxy_core.adapters.litellm_stream import (
     schedule,
 )
 from proxy_core.adapters.litellm_tracing import LangfuseTracing
+from proxy_core.adapters.stream_limits import StreamLimits
 from proxy_core.errors import UpstreamError
 from proxy_core.services.llm import ChunkStream, Completion, LlmCall, Operation
 
@@ -115,11 +116,14 @@ class LiteLLMClient:
         *,
         refuses: AddressCheck | None = None,
         tracing: LangfuseTracing | None = None,
+        stream_limits: StreamLimits | None = None,
     ) -> None:
         """``refuses``: the addresses a client-chosen upstream may not be reached at (see ``OriginClients``);
-        ``tracing``: where an abandoned call's span is logged (None: tracing is off)."""
+        ``tracing``: where an abandoned call's span is logged (None: tracing is off);
+        ``stream_limits``: how long a stream may stay silent, how much of its text is traced."""
         self._router = router
         self._tracing = tracing
+        self._stream_limits = stream_limits or StreamLimits()
         self._logging_tasks: set[asyncio.Task[Any]] = set()
         self._origins = OriginClients(refuses)
         self._deployments = DeploymentClients()
@@ -197,7 +201,7 @@ class LiteLLMClient:
             wrapper = await self._target(call)(**self._call_kwargs(call, stream=True))
         except Exception as exc:
             raise translate_error(exc) from exc
-        logging = StreamLogging(self._logging_tasks, self._tracing_of(call))
+        logging = StreamLogging(self._logging_tasks, self._tracing_of(call), self._stream_limits)
         if call.operation is not Operation.CHAT:
             return EventStream(wrapper, call, logging)
         source = provider_stream(wrapper) if not call.routed and call.replay is None else None

@@ -22,11 +22,13 @@ from typing import Any
 import litellm
 import orjson
 
+from proxy_core.adapters.chunk_assembly import TextBudget
 from proxy_core.adapters.litellm_deployments import DeploymentClients
 from proxy_core.adapters.litellm_errors import translate_error
 from proxy_core.adapters.litellm_origin import OPENAI_SDK_PROVIDERS, OriginClients, provider_of
 from proxy_core.adapters.litellm_stream import StreamLogging, abandoned_reason, schedule
 from proxy_core.adapters.litellm_stream import _stream_info as stream_info
+from proxy_core.adapters.stream_limits import StreamIdleError, idle_bounded
 from proxy_core.errors import GatewayError, InvalidRequestError
 from proxy_core.services.llm import CallInfo, Completion, LlmCall, Operation
 
@@ -150,14 +152,19 @@ class EventStream:
         self._logging = logging
         self._usage: dict[str, Any] = {}
         self._text: list[str] = []
+        self._budget = TextBudget(logging.limits.max_trace_bytes)
         self._chunks = 0
         self._ended = False
+        self._stopped: str | None = None  # why the gateway ended the stream (the provider went silent)
 
     async def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]:
         try:
             async for event in self._events():
                 self._chunks += 1
                 yield event
+        except StreamIdleError as exc:
+            self._stopped = str(exc)  # traced by ``aclose``, which the relay always calls
+            raise
         except GatewayError:
             self._ended = True
             raise
@@ -168,12 +175,12 @@ class EventStream:
 
     async def _events(self) -> AsyncGenerator[dict[str, Any], None]:
         if self._operation is Operation.MESSAGES:
-            async for event in _sse_events(self._wrapper):
+            async for event in _sse_events(self._provider_chunks()):
                 self._note_messages(event)
                 yield event
             return
         sequence = 0
-        async for chunk in self._wrapper:
+        async for chunk in self._provider_chunks():
             data = _dump(chunk)
             if self._operation is Operation.RESPONSES:
                 data["sequence_number"] = sequence
@@ -181,14 +188,18 @@ class EventStream:
                 self._note_responses(data)
             else:
                 _fill_text(data)
-                self._text.extend(choice.get("text") or "" for choice in (data.get("choices") or [])[:1])
+                first = (data.get("choices") or [])[:1]
+                self._text.extend(self._budget.take(choice.get("text") or "") for choice in first)
                 if data.get("usage"):
                     self._usage = dict(data["usage"])
             yield data
 
+    def _provider_chunks(self) -> AsyncGenerator[Any, None]:
+        return idle_bounded(self._wrapper, self._logging.limits.idle_timeout_s)
+
     def _note_responses(self, event: dict[str, Any]) -> None:
         if event.get("type") == "response.output_text.delta" and isinstance(event.get("delta"), str):
-            self._text.append(event["delta"])
+            self._text.append(self._budget.take(event["delta"]))
         response = event.get("response")
         if event.get("type") in ("response.completed", "response.incomplete") and isinstance(response, dict):
             usage = response.get("usage")
@@ -199,7 +210,7 @@ class EventStream:
     def _note_messages(self, event: dict[str, Any]) -> None:
         delta = event.get("delta")
         if isinstance(delta, dict) and isinstance(delta.get("text"), str):
-            self._text.append(delta["text"])
+            self._text.append(self._budget.take(delta["text"]))
         message = event.get("message")
         usage = message.get("usage") if isinstance(message, dict) else event.get("usage")
         if isinstance(usage, dict):
@@ -209,8 +220,9 @@ class EventStream:
         details = getattr(_logging_object(self._wrapper), "model_call_details", None)
         if not self._ended and self._logging.tracing is not None and isinstance(details, dict):
             self._ended = True
-            partial = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(self._text)}}]}
-            reason = abandoned_reason(self._chunks)
+            text = "".join(self._text) + (self._budget.marker() if self._budget.omitted else "")
+            partial = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+            reason = self._stopped or abandoned_reason(self._chunks)
             schedule(self._logging.pending, self._logging.tracing.log_abandoned(details, partial, reason))
         await _close_stream(self._wrapper)
 

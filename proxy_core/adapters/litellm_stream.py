@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import AsyncGenerator, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import litellm
@@ -24,6 +24,7 @@ import openai
 from proxy_core.adapters.chunk_assembly import ChunkAssembler
 from proxy_core.adapters.litellm_errors import translate_error
 from proxy_core.adapters.litellm_tracing import LangfuseTracing
+from proxy_core.adapters.stream_limits import StreamIdleError, StreamLimits, idle_bounded
 from proxy_core.errors import GatewayError
 from proxy_core.services.llm import CallInfo
 
@@ -73,10 +74,12 @@ def schedule(pending: set[asyncio.Task[Any]], work: Coroutine[Any, Any, None]) -
 
 @dataclass(frozen=True, slots=True)
 class StreamLogging:
-    """Where a stream's logging goes: the tasks shutdown waits for, and the tracing (None: untraced)."""
+    """Where a stream's logging goes: the tasks shutdown waits for, and the tracing (None: untraced);
+    and the limits the stream is held to (``stream_limits``)."""
 
     pending: set[asyncio.Task[Any]]
     tracing: LangfuseTracing | None
+    limits: StreamLimits = field(default_factory=StreamLimits)
 
 
 def abandoned_reason(chunks: int) -> str:
@@ -89,23 +92,31 @@ def abandoned_reason(chunks: int) -> str:
 class _Relayed:
     """What both stream readers share: the chunks assembled so far, and whether the stream ended.
 
-    A stream closed before it ended (the client went away, the gateway stopped it) gets no
-    LiteLLM callback; ``aclose`` then logs it as abandoned, with what was received as its output.
+    A stream closed before it ended (the client went away, the gateway stopped it, the provider
+    went silent) gets no LiteLLM callback; ``aclose`` then logs it as an error, with what was
+    received as its output.
     """
 
     def __init__(self, wrapper: Any, model: str, logging: StreamLogging) -> None:
         self._wrapper = wrapper
         self._model = model
         self._logging = logging
-        self._assembler = ChunkAssembler()
+        self._assembler = ChunkAssembler(logging.limits.max_trace_bytes)
         self._ended = False
+        self._stopped: str | None = None  # why the gateway ended the stream, when it did
+
+    def _chunks_of(self, source: Any) -> AsyncGenerator[Any, None]:
+        return idle_bounded(source, self._logging.limits.idle_timeout_s)
+
+    def _stop(self, error: StreamIdleError) -> None:
+        self._stopped = str(error)  # traced by ``aclose``, which the relay always calls
 
     async def aclose(self) -> None:
         if not self._ended and self._logging.tracing is not None:
             self._ended = True
             details = self._wrapper.logging_obj.model_call_details
             partial = self._assembler.completion()
-            reason = abandoned_reason(self._assembler.chunks)
+            reason = self._stopped or abandoned_reason(self._assembler.chunks)
             schedule(self._logging.pending, self._logging.tracing.log_abandoned(details, partial, reason))
         await self._wrapper.aclose()
 
@@ -120,10 +131,13 @@ class WrappedStream(_Relayed):
     async def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]:
         assembler = self._assembler
         try:
-            async for chunk in self._wrapper:
+            async for chunk in self._chunks_of(self._wrapper):
                 data: dict[str, Any] = chunk.model_dump(exclude_none=True)
                 assembler.add(data)
                 yield data
+        except StreamIdleError as exc:
+            self._stop(exc)
+            raise
         except GatewayError:
             self._ended = True
             raise
@@ -158,12 +172,15 @@ class ProviderStream(_Relayed):
         logging_obj = self._wrapper.logging_obj
         assembler = self._assembler
         try:
-            async for chunk in self._source:
+            async for chunk in self._chunks_of(self._source):
                 data: dict[str, Any] = chunk.model_dump(exclude_unset=True)
                 if assembler.chunks == 0:
                     logging_obj.update_completion_start_time(completion_start_time=datetime.datetime.now())
                 assembler.add(data)
                 yield data
+        except StreamIdleError as exc:
+            self._stop(exc)
+            raise
         except GatewayError:
             self._ended = True
             raise

@@ -85,3 +85,42 @@ def test_reasoning_and_refusal_are_kept_apart_from_content() -> None:
 
 def test_an_empty_stream_is_an_empty_completion() -> None:
     assert assemble() == {"object": "chat.completion", "choices": []}
+
+
+def test_text_past_the_budget_is_cut_with_a_marker_saying_how_much() -> None:
+    assembler = ChunkAssembler(max_text_bytes=10)
+    for text in ("abcd", "éfgh", "ijkl", "mnop"):  # 4 + 5 + 4 + 4 bytes
+        assembler.add(chunk(delta(content=text)))
+    assembler.add(chunk(delta(finish_reason="stop")))
+    content = assembler.completion()["choices"][0]["message"]["content"]
+    assert content == "abcdéfghi" + "\n[trace output cut at 10 bytes: 7 more bytes went to the client untraced]"
+    assert assembler.chunks == 5
+
+
+def test_a_character_is_never_cut_in_half() -> None:
+    assembler = ChunkAssembler(max_text_bytes=5)
+    assembler.add(chunk(delta(content="abcd"), delta(1, content="x")))
+    assembler.add(chunk(delta(content="€€")))  # 3 bytes each: neither fits in the 1 byte left for index 0
+    choices = assembler.completion()["choices"]
+    assert (
+        choices[0]["message"]["content"]
+        == "abcd\n[trace output cut at 5 bytes: 6 more bytes went to the client untraced]"
+    )
+    assert choices[1]["message"]["content"] == "x"  # not cut itself: no marker
+    assert assembler.budget.left == 0
+
+
+def test_tool_call_arguments_count_toward_the_budget() -> None:
+    call = {"index": 0, "id": "t0", "type": "function", "function": {"name": "get", "arguments": "x" * 100}}
+    assembler = ChunkAssembler(max_text_bytes=53)
+    assembler.add(chunk(delta(tool_calls=[call])))
+    message = assembler.completion()["choices"][0]["message"]
+    assert message["tool_calls"][0]["function"] == {"name": "get", "arguments": "x" * 50}
+    assert message["content"].endswith("50 more bytes went to the client untraced]")
+
+
+def test_a_stream_within_the_budget_is_kept_whole() -> None:
+    assembler = ChunkAssembler(max_text_bytes=8)
+    assembler.add(chunk(delta(content="12345678")))
+    assert assembler.completion()["choices"][0]["message"]["content"] == "12345678"
+    assert assembler.budget.omitted == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -108,5 +109,90 @@ async def test_bodies_and_keep_alive_are_not_counted(port: int) -> None:
     assert answer.count(b"HTTP/1.1 200") == 4
 
 
-def test_main_serves_with_the_bounded_protocol() -> None:
-    assert uvicorn_options(Settings(secrets=SecretsFile(), catalog=ModelCatalog()))["http"] is BoundedHeadProtocol
+def test_main_serves_with_the_bounded_protocol_and_its_deadline() -> None:
+    settings = Settings(secrets=SecretsFile(), catalog=ModelCatalog(), request_head_timeout_s=3.5)
+    factory = uvicorn_options(settings)["http"]
+    assert factory.func is BoundedHeadProtocol
+    assert factory.keywords == {"request_timeout_s": 3.5}
+    assert pickle.loads(pickle.dumps(factory)).keywords == {"request_timeout_s": 3.5}  # for worker processes
+
+
+QUICK_TIMEOUT_S = 0.5
+
+
+@pytest.fixture
+async def quick_port() -> AsyncIterator[int]:
+    """A server whose requests must arrive within ``QUICK_TIMEOUT_S``; idle connections live 1 s."""
+    protocol = BoundedHeadProtocol.with_deadline(QUICK_TIMEOUT_S)
+    config = uvicorn.Config(_ok, http=protocol, ws="none", lifespan="off", log_level="error", timeout_keep_alive=1)
+    server = uvicorn.Server(config)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            yield sock.getsockname()[1]
+        finally:
+            server.should_exit = True
+            await serving
+
+
+async def _trickle(port: int, parts: list[bytes], pause_s: float) -> tuple[bytes, float]:
+    """Send ``parts`` with ``pause_s`` between them, reading all the while; the answer and when it closed."""
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = loop.time()
+
+    async def send() -> None:
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(pause_s)
+
+    sender = asyncio.create_task(send())
+    answer = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), timeout=5):
+            answer += chunk
+    except (TimeoutError, ConnectionError):
+        pass
+    closed = loop.time() - started
+    sender.cancel()
+    writer.close()
+    return answer, closed
+
+
+async def test_a_trickled_head_gets_408_at_the_deadline(quick_port: int) -> None:
+    head = b"GET /health HTTP/1.1\r\nhost: x\r\nx-slow: " + b"v" * 100 + b"\r\n\r\n"
+    answer, closed = await _trickle(quick_port, [bytes([byte]) for byte in head], 0.02)  # 2.7 s to send
+    status, error = _error_of(answer)
+    assert status == b"HTTP/1.1 408 Request Timeout"
+    assert error["code"] == "request_timeout"
+    assert error["type"] == "invalid_request_error"
+    assert QUICK_TIMEOUT_S - 0.05 <= closed < QUICK_TIMEOUT_S + 0.5
+
+
+async def test_a_dribbled_body_gets_408_at_the_deadline(quick_port: int) -> None:
+    head = b"POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: 1048576\r\n\r\n"
+    answer, closed = await _trickle(quick_port, [head] + [b"x" * 1024] * 1024, 0.01)  # ~10 s to send
+    status, error = _error_of(answer)
+    assert status == b"HTTP/1.1 408 Request Timeout"
+    assert error["code"] == "request_timeout"
+    assert QUICK_TIMEOUT_S - 0.05 <= closed < QUICK_TIMEOUT_S + 0.5
+
+
+async def test_each_keep_alive_request_has_a_deadline_of_its_own(quick_port: int) -> None:
+    """Three requests, each sent in 0.3 s (within the deadline), 0.9 s in all on one connection."""
+    parts: list[bytes] = []
+    for _ in range(2):
+        parts += [b"GET /health HTTP/1.1\r\n", b"host: x\r\n", b"\r\n"]
+    parts += [b"GET /health HTTP/1.1\r\n", b"host: x\r\n", b"connection: close\r\n\r\n"]
+    answer, _ = await _trickle(quick_port, parts, 0.15)
+    assert answer.count(b"HTTP/1.1 200") == 3
+    assert b"408" not in answer
+
+
+async def test_a_silent_connection_is_closed_after_the_keep_alive_timeout(quick_port: int) -> None:
+    answer, closed = await _trickle(quick_port, [], 0)
+    assert answer == b""
+    assert 0.9 <= closed < 2.0
