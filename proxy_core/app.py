@@ -48,7 +48,7 @@ from proxy_core.api.observability import ObservedFastAPI
 from proxy_core.config_files import ConfigError
 from proxy_core.secrets_wiring import build_secrets_source, current_secrets
 from proxy_core.services.auth import AuthProvider
-from proxy_core.services.base_url import BaseUrlPolicy, refuses_addresses
+from proxy_core.services.base_url import BaseUrlPolicy
 from proxy_core.services.budget import ReadBudgets
 from proxy_core.services.completions import CompletionPolicy, CompletionService
 from proxy_core.services.forwarding import ForwardingService
@@ -250,7 +250,7 @@ def create_app(
         llm_client: LlmClient
         if llm is None:
             llm_client = owned = LiteLLMClient(
-                build_llm_router(settings, redis), refuses=refuses_addresses, tracing=tracing
+                build_llm_router(settings, redis), refuses=base_urls.address_rule, tracing=tracing
             )
         else:
             llm_client = llm

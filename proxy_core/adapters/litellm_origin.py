@@ -36,7 +36,7 @@ from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler, build_aioht
 from proxy_core.adapters.openai_direct import DirectClients, DirectOpenAI, forget_cookies
 from proxy_core.errors import InvalidRequestError
 
-AddressCheck = Callable[[Sequence[str]], bool]  # True: the host's addresses are refused
+AddressCheck = Callable[[str, Sequence[str]], bool]  # (host, its addresses) -> True: refused
 
 # LiteLLM 1.106.2's dispatch: these providers reach ``openai_chat_completions`` with the client as
 # an ``AsyncOpenAI``; the ones below reach ``base_llm_http_handler`` with it as an ``AsyncHTTPHandler``.
@@ -70,7 +70,7 @@ class AddressCheckingResolver(AbstractResolver):
         if self._inner is None:  # made here: it binds the running event loop
             self._inner = ThreadedResolver()
         results = await self._inner.resolve(host, port, family)
-        if self._refuses([result["host"] for result in results]):
+        if self._refuses(host, [result["host"] for result in results]):
             raise OSError(f"{host} resolves to an address the gateway does not connect to")
         return results
 
@@ -90,7 +90,7 @@ class OriginClients:
     """
 
     def __init__(self, refuses: AddressCheck | None = None, resolver: AbstractResolver | None = None) -> None:
-        self._refuses = refuses or (lambda _addresses: False)
+        self._refuses = refuses or (lambda _host, _addresses: False)
         self._resolver = resolver
         self._handler: AsyncHTTPHandler | None = None
         self._sdk_clients = DirectClients(MAX_CACHED_SDK_CLIENTS)
