@@ -25,6 +25,7 @@ from proxy_core.adapters.embedded_traces import (
 )
 from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
+from proxy_core.adapters.litellm_origin import provider_of_model
 from proxy_core.adapters.litellm_router import LimitedRouter, build_router
 from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
 from proxy_core.adapters.memory_rollout_logs import MemoryRolloutLogs
@@ -217,7 +218,7 @@ def create_app(
     secrets = current_secrets(settings, secrets_source, auth)
     refresher = SecretsRefresher(secrets, secrets_source, settings.secrets_refresh_s)
     projects = secrets.projects()
-    models = ModelResolver(settings.catalog)
+    models = ModelResolver(settings.catalog, provider_of_model)
     base_urls = _base_url_policy(settings)
     auth_provider = secrets.auth()
     sanitizer = Sanitizer(settings.catalog)
