@@ -25,6 +25,7 @@ from proxy_core.adapters.embedded_traces import (
 )
 from proxy_core.adapters.langfuse_api import LangfuseReadClient
 from proxy_core.adapters.litellm_client import LiteLLMClient
+from proxy_core.adapters.litellm_origin import provider_of_model
 from proxy_core.adapters.litellm_router import LimitedRouter, build_router
 from proxy_core.adapters.litellm_tracing import ExportTuning, LangfuseTracing
 from proxy_core.adapters.memory_rollout_logs import MemoryRolloutLogs
@@ -50,7 +51,7 @@ from proxy_core.api.observability import ObservedFastAPI
 from proxy_core.config_files import ConfigError
 from proxy_core.secrets_wiring import build_secrets_source, current_secrets
 from proxy_core.services.auth import AuthProvider
-from proxy_core.services.base_url import BaseUrlPolicy, refuses_addresses
+from proxy_core.services.base_url import BaseUrlPolicy
 from proxy_core.services.budget import ReadBudgets
 from proxy_core.services.completions import CompletionPolicy, CompletionService
 from proxy_core.services.forwarding import ForwardingService
@@ -219,7 +220,7 @@ def create_app(
     secrets = current_secrets(settings, secrets_source, auth)
     refresher = SecretsRefresher(secrets, secrets_source, settings.secrets_refresh_s)
     projects = secrets.projects()
-    models = ModelResolver(settings.catalog)
+    models = ModelResolver(settings.catalog, provider_of_model)
     base_urls = _base_url_policy(settings)
     auth_provider = secrets.auth()
     sanitizer = Sanitizer(settings.catalog)
@@ -253,7 +254,7 @@ def create_app(
         if llm is None:
             llm_client = owned = LiteLLMClient(
                 build_llm_router(settings, redis),
-                refuses=refuses_addresses,
+                refuses=base_urls.address_rule,
                 tracing=tracing,
                 stream_limits=StreamLimits(settings.stream_idle_timeout_s, settings.max_stream_trace_bytes),
             )

@@ -28,6 +28,27 @@ from proxy_core.policy_config import GovernanceConfig
 
 ENV_REFERENCE_PREFIX = "os.environ/"
 WILDCARD = "*"
+# What the shipped wildcard entry lets through: hosted providers that authenticate with an API key
+# (the client's bearer token, or the provider's usual variable on the server). Not listed, so
+# refused until an operator lists them: providers that sign with the host's ambient cloud identity
+# (bedrock, sagemaker, vertex_ai, azure with Entra ID …) and those that default to a server on
+# localhost (ollama, lm_studio, vllm, hosted_vllm …).
+DEFAULT_WILDCARD_PROVIDERS = (
+    "openai",
+    "anthropic",
+    "gemini",
+    "mistral",
+    "cohere_chat",
+    "groq",
+    "fireworks_ai",
+    "together_ai",
+    "deepseek",
+    "xai",
+    "openrouter",
+    "perplexity",
+    "deepinfra",
+    "cerebras",
+)
 
 
 class ConfigError(Exception):
@@ -104,6 +125,18 @@ class Deployment(_Strict):
     model_name: str = Field(min_length=1)
     litellm_params: dict[str, Any]
     model_info: dict[str, Any] = Field(default_factory=dict)
+    # The wildcard entry only: the LiteLLM providers whose models it passes through (None: any).
+    providers: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check_providers(self) -> Deployment:
+        if self.providers is None:
+            return self
+        if not self.is_wildcard:
+            raise ValueError(f'providers applies to the "*" entry only, not to {self.model_name!r}')
+        if not self.providers or any(not name.strip() or name != name.lower() for name in self.providers):
+            raise ValueError("providers must list LiteLLM provider names in lower case (e.g. openai, anthropic)")
+        return self
 
     @field_validator("litellm_params")
     @classmethod
@@ -185,7 +218,9 @@ class ModelCatalog(GovernanceConfig):
                         "mock_response": "Hello from the gateway's demo model.",
                     },
                 ),
-                Deployment(model_name=WILDCARD, litellm_params={"model": WILDCARD}),
+                Deployment(
+                    model_name=WILDCARD, litellm_params={"model": WILDCARD}, providers=DEFAULT_WILDCARD_PROVIDERS
+                ),
             )
         )
 
@@ -201,7 +236,18 @@ class ModelCatalog(GovernanceConfig):
 
     @property
     def has_wildcard(self) -> bool:
-        return any(d.is_wildcard for d in self.model_list)
+        return self.wildcard is not None
+
+    @property
+    def wildcard(self) -> Deployment | None:
+        """The ``"*"`` entry (the first, if several), which serves every name not listed."""
+        return next((d for d in self.model_list if d.is_wildcard), None)
+
+    @property
+    def has_unrestricted_wildcard(self) -> bool:
+        """A ``"*"`` entry without ``providers``: any LiteLLM model string, any provider, passes."""
+        wildcard = self.wildcard
+        return wildcard is not None and wildcard.providers is None
 
     @property
     def public_model_names(self) -> tuple[str, ...]:

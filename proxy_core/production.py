@@ -1,8 +1,9 @@
 """What a production deployment must not be started with.
 
 Each check names a mistake that would silently weaken the gateway's promises: anyone could
-spend the provider keys, a template credential was left in place, or a project that handles
-protected data would send it unredacted.
+spend the provider keys, a template credential was left in place, a project that handles
+protected data would send it unredacted, or any client could pick a provider that signs with the
+server's cloud identity or calls a server on its localhost (a ``"*"`` entry without ``providers``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def production_problems(secrets: SecretsFile, catalog: ModelCatalog) -> list[str
             project.secret_key.get_secret_value()
         ):
             problems.append(f"the Langfuse keys of project {project_id!r} are placeholders")
+    if catalog.has_unrestricted_wildcard:
+        problems.append(
+            'the model catalogue\'s "*" entry has no providers list, so any client may use any LiteLLM '
+            "provider, including ones that sign with this server's cloud credentials (bedrock, vertex_ai …) "
+            'or call its localhost (ollama …): add providers: [openai, anthropic, …] to the "*" entry'
+        )
     for project_id in set(secrets.langfuse_keys) | set(catalog.projects):
         pii = catalog.pii_for(project_id)
         if pii.required and pii.mode == "off":

@@ -48,6 +48,7 @@ class RedisOptions:
     tls: RedisTls | None = None
     timeout_s: float = 2.0
     wait_replicas: int = 0
+    wait_timeout_ms: int | None = None  # None: half of ``timeout_s``
 
     @property
     def password_value(self) -> str | None:
@@ -138,6 +139,7 @@ class RedisFields(Protocol):
     redis_tls_cert_file: Path | None
     redis_tls_key_file: Path | None
     redis_wait_replicas: int | None
+    redis_wait_timeout_ms: int
     redis_timeout_s: float
 
 
@@ -157,9 +159,17 @@ def redis_target(fields: RedisFields) -> RedisOptions | None:
             raise ValueError("REDIS_WAIT_REPLICAS is not available with REDIS_MODE=cluster")
     if mode == "standalone" and raw_url is None and fields.redis_host is None:
         return None
+    wait = fields.redis_wait_replicas
+    if wait is None:
+        wait = 1 if mode == "sentinel" else 0
+    if wait and fields.redis_wait_timeout_ms >= fields.redis_timeout_s * 1000:
+        # Cut off by the socket timeout, a WAIT would read as a lost connection, not as "too few replicas".
+        raise ValueError(
+            f"REDIS_WAIT_TIMEOUT_MS ({fields.redis_wait_timeout_ms}) must be below REDIS_TIMEOUT_S "
+            f"({fields.redis_timeout_s:g} s)"
+        )
     url, url_username, url_password = _url(fields, raw_url)
     tls = _tls(fields, url)
-    wait = fields.redis_wait_replicas
     return RedisOptions(
         mode=mode,
         url=url,
@@ -172,7 +182,8 @@ def redis_target(fields: RedisFields) -> RedisOptions | None:
         db=fields.redis_db,
         tls=tls,
         timeout_s=fields.redis_timeout_s,
-        wait_replicas=wait if wait is not None else (1 if mode == "sentinel" else 0),
+        wait_replicas=wait,
+        wait_timeout_ms=fields.redis_wait_timeout_ms,
     )
 
 

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     redis_tls_key_file: Path | None = None
     # Replicas that must confirm an insertion id before it is acknowledged (unset: 0, or 1 with Sentinel).
     redis_wait_replicas: int | None = Field(default=None, ge=0, le=16)
+    # How long each WAIT gives the replicas; below REDIS_TIMEOUT_S, so a slow replica reads as "not confirmed".
+    redis_wait_timeout_ms: int = Field(default=500, ge=1, le=30_000)
     redis_key_prefix: str = Field(default="gw", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     redis_key_ttl_s: int = Field(default=86_400, ge=1)
     # Per round trip. Measured on the event loop's clock, so it must allow for a saturated loop:

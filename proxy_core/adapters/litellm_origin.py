@@ -34,9 +34,9 @@ from litellm.llms.custom_httpx.aiohttp_transport import LiteLLMAiohttpTransport
 from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler, build_aiohttp_keepalive_socket_factory
 
 from proxy_core.adapters.openai_direct import DirectClients, DirectOpenAI, forget_cookies
-from proxy_core.errors import InvalidRequestError
+from proxy_core.errors import InvalidRequestError, NotFoundError
 
-AddressCheck = Callable[[Sequence[str]], bool]  # True: the host's addresses are refused
+AddressCheck = Callable[[str, Sequence[str]], bool]  # (host, its addresses) -> True: refused
 
 # LiteLLM 1.106.2's dispatch: these providers reach ``openai_chat_completions`` with the client as
 # an ``AsyncOpenAI``; the ones below reach ``base_llm_http_handler`` with it as an ``AsyncHTTPHandler``.
@@ -48,9 +48,22 @@ _AIOHTTP_DEFAULT_LIMIT = 100  # what aiohttp (and so LiteLLM) uses when no limit
 
 
 @functools.lru_cache(maxsize=1024)  # LiteLLM's lookup of a bare model name scans its model lists
-def provider_of(model: str, api_base: str) -> str:
+def provider_of(model: str, api_base: str | None) -> str:
     """The LiteLLM provider that will serve ``model`` at ``api_base``; raises as LiteLLM does."""
     return str(litellm.get_llm_provider(model=model, api_base=api_base)[1])
+
+
+def provider_of_model(model: str, api_base: str | None) -> str:
+    """The provider of a model string passed through the wildcard; 404 (as a call would answer)
+    when LiteLLM cannot tell one from it."""
+    try:
+        return provider_of(model, api_base)
+    except (litellm.BadRequestError, ValueError):
+        raise NotFoundError(
+            f"The model {model!r} names no provider: use '<provider>/<model>', for example 'openai/gpt-4o-mini'.",
+            param="model",
+            code="model_not_found",
+        ) from None
 
 
 class AddressCheckingResolver(AbstractResolver):
@@ -70,7 +83,7 @@ class AddressCheckingResolver(AbstractResolver):
         if self._inner is None:  # made here: it binds the running event loop
             self._inner = ThreadedResolver()
         results = await self._inner.resolve(host, port, family)
-        if self._refuses([result["host"] for result in results]):
+        if self._refuses(host, [result["host"] for result in results]):
             raise OSError(f"{host} resolves to an address the gateway does not connect to")
         return results
 
@@ -90,7 +103,7 @@ class OriginClients:
     """
 
     def __init__(self, refuses: AddressCheck | None = None, resolver: AbstractResolver | None = None) -> None:
-        self._refuses = refuses or (lambda _addresses: False)
+        self._refuses = refuses or (lambda _host, _addresses: False)
         self._resolver = resolver
         self._handler: AsyncHTTPHandler | None = None
         self._sdk_clients = DirectClients(MAX_CACHED_SDK_CLIENTS)

@@ -5,7 +5,7 @@ usage totals a hash beside it (ids escaped by ``key_part``, so no id can name an
 braces are a hash tag, so on a cluster both keys live in the rollout's one slot); a write is one
 Lua script (``SADD`` + ``EXPIRE``, plus the usage totals), atomic and a single round trip, so no
 key ever lives without a TTL. With ``REDIS_WAIT_REPLICAS`` the write is followed, on the same
-connection, by ``WAIT``: the id is acknowledged only once that many replicas hold it, so a
+connection, by ``WAIT`` (``REDIS_WAIT_TIMEOUT_MS``): the id is acknowledged only once that many replicas hold it, so a
 failover cannot lose it; when they do not confirm in time the write is undone (best effort) and
 the caller gets 503, so the unconfirmed id never becomes a phantom. Every call is bounded by a
 short socket timeout and at most one immediate retry (a pooled connection may be stale after a
@@ -89,8 +89,9 @@ class RedisRolloutStore:
         self._record_script = self._client.register_script(RECORD_SCRIPT)
         self._void_script = self._client.register_script(VOID_SCRIPT)
         self._wait_replicas = target.options.wait_replicas if target.waits_for_replicas else 0
-        # WAIT must give up before the socket timeout does, so a slow replica reads as "not confirmed".
-        self._wait_timeout_ms = max(1, int(target.options.timeout_s * 500))
+        # Below the socket timeout (checked at start-up), so a slow replica reads as "not confirmed".
+        options = target.options
+        self._wait_timeout_ms = options.wait_timeout_ms or max(1, int(options.timeout_s * 500))
 
     @property
     def client(self) -> Any:

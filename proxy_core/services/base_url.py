@@ -3,8 +3,8 @@
 A client may name its own OpenAI-compatible upstream (for example a model it serves itself) by
 putting a URL-safe base64 URL into the path. It is honoured only when it falls under an operator
 allow-list (``ALLOWED_BASE_URLS``, empty by default, so the feature is off), uses http(s), carries
-no user-info or fragment, and resolves to no link-local or cloud-metadata address, even when a
-prefix matches (a DNS name can be pointed anywhere).
+no user-info or fragment, and resolves to no address ``AddressRule`` refuses (loopback, private,
+metadata …; see ``addresses``), even when a prefix matches (a DNS name can be pointed anywhere).
 """
 
 from __future__ import annotations
@@ -12,21 +12,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ipaddress
 import re
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from proxy_core.errors import InvalidRequestError, PermissionDeniedError
+from proxy_core.services.addresses import AddressRule
 
 _URLSAFE_B64 = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "168.63.129.16")
-)
-
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
@@ -99,26 +95,6 @@ def _has_dot_segment(path: str) -> bool:
     return any(segment in (".", "..") for segment in decoded.split("/"))
 
 
-def refuses_addresses(addresses: Sequence[str]) -> bool:
-    """True when a host with these addresses may not be reached: none at all, or any link-local,
-    metadata, unspecified, multicast or reserved one. Applied before the call and again, by the
-    provider client, when its connection resolves the host."""
-    return not addresses or any(_is_forbidden_address(address) for address in addresses)
-
-
-def _is_forbidden_address(text: str) -> bool:
-    address = ipaddress.ip_address(text.split("%", 1)[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return (
-        address in _METADATA_ADDRESSES
-        or address.is_link_local
-        or address.is_unspecified
-        or address.is_multicast
-        or (address.is_reserved and not address.is_loopback)
-    )
-
-
 async def _system_resolver(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
@@ -129,6 +105,8 @@ class BaseUrlPolicy:
 
     def __init__(self, allowed_prefixes: Iterable[str], resolver: Resolver | None = None) -> None:
         self._allowed: tuple[_Origin, ...] = tuple(_parse_origin(prefix) for prefix in allowed_prefixes)
+        # The same rule is given to the provider client, which applies it again at connect time.
+        self.address_rule = AddressRule(origin.host for origin in self._allowed)
         self._resolve = resolver or _system_resolver
 
     @property
@@ -148,6 +126,7 @@ class BaseUrlPolicy:
             addresses = await self._resolve(origin.host, origin.port)
         except OSError:
             raise _forbidden("its host does not resolve") from None
-        if refuses_addresses(addresses):
-            raise _forbidden("its host resolves to a link-local or metadata address")
+        refusal = self.address_rule.refusal(origin.host, addresses)
+        if refusal is not None:
+            raise _forbidden(refusal)
         return url

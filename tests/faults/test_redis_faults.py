@@ -129,8 +129,9 @@ def test_a_frozen_store_costs_a_handful_of_provider_calls_and_leaves_no_phantom(
 def test_a_restarted_store_with_aof_keeps_every_acknowledged_id(
     tmp_path: Path, fakes: tuple[ServerThread, UpstreamState, ServerThread, LangfuseState]
 ) -> None:
-    """Redis killed and started again during traffic (AOF, fsync always, as the compose file runs
-    it): the gateway reconnects by itself, and every acknowledged id is still recorded."""
+    """Redis killed and started again during traffic (AOF; the compose file flushes it every second,
+    which loses nothing to a killed process either): the gateway reconnects by itself, and every
+    acknowledged id is still recorded."""
     upstream, _, langfuse, _ = fakes
     (tmp_path / "redis").mkdir()
     redis_server = RedisProcess(tmp_path / "redis", "--appendonly", "yes", "--appendfsync", "always").start()

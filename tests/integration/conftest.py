@@ -67,7 +67,8 @@ def langfuse(langfuse_server: tuple[ServerThread, LangfuseState]) -> LangfuseSta
     return langfuse_server[1]
 
 
-def catalog_for(upstream_url: str, *, wildcard: bool = True) -> ModelCatalog:
+def catalog_for(upstream_url: str, *, wildcard: bool | tuple[str, ...] = True) -> ModelCatalog:
+    """The test catalogue; ``wildcard``: a ``"*"`` entry (a tuple: with that providers list)."""
     models: list[dict[str, Any]] = [
         {"model_name": "fake", "litellm_params": {"model": "openai/fake-model", "api_base": f"{upstream_url}/v1"}},
         {
@@ -85,8 +86,10 @@ def catalog_for(upstream_url: str, *, wildcard: bool = True) -> ModelCatalog:
             "litellm_params": {"model": "openai/gpt-4o-mini", "api_base": f"{upstream_url}/v1"},
         },
     ]
-    if wildcard:
+    if wildcard is True:
         models.append({"model_name": "*", "litellm_params": {"model": "*"}})
+    elif wildcard:
+        models.append({"model_name": "*", "litellm_params": {"model": "*"}, "providers": list(wildcard)})
     return ModelCatalog.model_validate({"model_list": models})
 
 
@@ -122,7 +125,7 @@ def gateway_factory(
         default_project: str | None = "proj-a",
         api_keys: tuple[ApiKey, ...] = (),
         auth: AuthProvider | None = None,
-        wildcard: bool = True,
+        wildcard: bool | tuple[str, ...] = True,
         **overrides: Any,
     ) -> Gateway:
         secrets = SecretsFile(

@@ -28,11 +28,19 @@ def resolver(mapping: dict[str, list[str]]):  # type: ignore[no-untyped-def]
     return resolve
 
 
-ALLOWED = ("http://127.0.0.1:9000/v1", "https://models.example.com", "http://rebind.example.com/")
+ALLOWED = (
+    "http://127.0.0.1:9000/v1",
+    "https://models.example.com",
+    "http://rebind.example.com/",
+    "http://private.example.com/",
+    "http://localhost:8000",
+)
 HOSTS = {
     "127.0.0.1": ["127.0.0.1"],
+    "localhost": ["127.0.0.1", "::1"],
     "models.example.com": ["203.0.113.10"],
     "rebind.example.com": ["169.254.169.254"],
+    "private.example.com": ["203.0.113.10", "10.0.0.5"],
 }
 
 
@@ -41,6 +49,7 @@ async def test_allowed_url_is_returned(pad: bool) -> None:
     policy = BaseUrlPolicy(ALLOWED, resolver=resolver(HOSTS))
     assert await policy.check(enc("http://127.0.0.1:9000/v1", pad=pad)) == "http://127.0.0.1:9000/v1"
     assert await policy.check(enc("https://models.example.com/openai/v1")) == "https://models.example.com/openai/v1"
+    assert await policy.check(enc("http://localhost:8000/v1")) == "http://localhost:8000/v1"  # named: loopback ok
 
 
 @pytest.mark.parametrize(
@@ -59,6 +68,7 @@ async def test_allowed_url_is_returned(pad: bool) -> None:
         "http://models.example.com.evil.example/",
         "http://rebind.example.com/v1",  # allowed prefix, but resolves to the metadata address
         "http://localhost:9000/v1",  # not literally on the list
+        "http://private.example.com/v1",  # a named DNS name may not resolve to a private address
         "http://127.0.0.1:9000/v1/../internal",  # climbs out of the allowed path once normalised
         "http://127.0.0.1:9000/v1/%2e%2e/internal",
         "http://127.0.0.1:9000/v1/%2E%2E",
@@ -100,6 +110,24 @@ async def test_mapped_and_link_local_addresses_are_refused() -> None:
     for url in ("http://v6.example.com/v1", "http://ll.example.com/v1"):
         with pytest.raises(PermissionDeniedError):
             await policy.check(enc(url))
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [("10.0.0.5", "private"), ("127.0.0.1", "loopback"), ("100.64.0.1", "shared (CGNAT)"), ("fd00::1", "private")],
+)
+async def test_a_prefix_naming_a_dns_name_does_not_allow_internal_addresses(address: str, kind: str) -> None:
+    policy = BaseUrlPolicy(("https://models.example.com",), resolver=resolver({"models.example.com": [address]}))
+    with pytest.raises(PermissionDeniedError) as info:
+        await policy.check(enc("https://models.example.com/v1"))
+    assert info.value.message == f"encoded_base_url is not allowed: its host resolves to a {kind} address."
+
+
+async def test_the_policy_hands_its_rule_to_the_connect_time_check() -> None:
+    policy = BaseUrlPolicy(ALLOWED, resolver=resolver(HOSTS))
+    assert not policy.address_rule("127.0.0.1", ["127.0.0.1"])
+    assert not policy.address_rule("localhost", ["::1"])
+    assert policy.address_rule("models.example.com", ["10.0.0.5"])
 
 
 def test_invalid_allow_list_entry_fails_at_construction() -> None:

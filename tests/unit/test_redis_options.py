@@ -119,6 +119,10 @@ def test_tls_from_the_scheme_or_the_switch(tmp_path: Path) -> None:
             "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go",
         ),
         ({"redis_wait_replicas": 1}, "REDIS_WAIT_REPLICAS set, but no Redis is configured"),
+        (
+            {"redis_url": "redis://h:1", "redis_wait_replicas": 1, "redis_timeout_s": 0.5},
+            "REDIS_WAIT_TIMEOUT_MS (500) must be below REDIS_TIMEOUT_S (0.5 s)",
+        ),
         ({"redis_username": "u", "redis_tls": True}, "REDIS_TLS, REDIS_USERNAME set, but no Redis is configured"),
         ({"workers": 2}, "WORKERS > 1 needs Redis (REDIS_URL, REDIS_HOST or REDIS_SENTINELS)"),
     ],
@@ -141,3 +145,13 @@ def test_a_bad_redis_setting_stops_start_up_with_one_line_and_status_2(tmp_path:
         "proxy_core: invalid configuration: REDIS_MODE=cluster takes REDIS_URL naming any node of the cluster, "
         "and no REDIS_HOST"
     ]
+
+
+def test_the_wait_timeout_is_passed_on_and_checked_only_when_waiting() -> None:
+    options = Settings(redis_url="redis://h:1", redis_wait_replicas=2, redis_wait_timeout_ms=250).redis_options
+    assert options is not None
+    assert (options.wait_replicas, options.wait_timeout_ms) == (2, 250)
+    default = Settings(redis_url="redis://h:1").redis_options
+    assert default is not None
+    assert (default.wait_replicas, default.wait_timeout_ms) == (0, 500)
+    assert Settings(redis_url="redis://h:1", redis_timeout_s=0.2).redis_options is not None  # no WAIT: no check

@@ -11,7 +11,7 @@ import pytest
 from pydantic import Field, ValidationError
 
 import proxy_core.main
-from proxy_core.config_files import ConfigError, ModelCatalog
+from proxy_core.config_files import DEFAULT_WILDCARD_PROVIDERS, ConfigError, ModelCatalog, load_catalog
 from proxy_core.settings import NotFromEnvironment, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,7 +204,10 @@ def test_production_refuses_unsafe_configurations(tmp_path: Path) -> None:
     unsafe = tmp_path / "unsafe.yaml"
     unsafe.write_text("langfuse_keys:\n  p: {public_key: pk-lf-..., secret_key: sk-lf-...}\n")
     config = tmp_path / "gateway.yaml"
-    config.write_text("projects:\n  p: {pii: {mode: 'off', required: true}}\n")
+    config.write_text(
+        "projects:\n  p: {pii: {mode: 'off', required: true}}\n"
+        "model_list:\n  - {model_name: '*', litellm_params: {model: '*'}}\n"
+    )
     with pytest.raises(ConfigError) as info:
         Settings(environment="production", secrets_path=unsafe, gateway_config=config)
     message = str(info.value)
@@ -212,6 +215,8 @@ def test_production_refuses_unsafe_configurations(tmp_path: Path) -> None:
     assert "no gateway API keys" in message
     assert "placeholders" in message
     assert "requires PII sanitization" in message
+    assert 'the model catalogue\'s "*" entry has no providers list' in message
+    assert 'add providers: [openai, anthropic, …] to the "*" entry' in message
 
     safe = tmp_path / "safe.yaml"
     safe.write_text(
@@ -219,6 +224,11 @@ def test_production_refuses_unsafe_configurations(tmp_path: Path) -> None:
         "api_keys:\n  - {key: gw-4c1f0b8e2d7a9c3f, projects: [p]}\n"
     )
     assert Settings(environment="production", secrets_path=safe).environment == "production"
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("model_list:\n  - {model_name: '*', litellm_params: {model: '*'}, providers: [openai]}\n")
+    assert Settings(environment="production", secrets_path=safe, gateway_config=listed).catalog.wildcard
+    with pytest.raises(ConfigError, match="refusing to start in production: the model catalogue's"):
+        Settings(environment="production", secrets_path=safe, gateway_config=config)
     Settings(environment="staging", secrets_path=unsafe, gateway_config=config)  # only production refuses
 
 
@@ -266,3 +276,28 @@ def test_one_source_names_the_secrets(values: dict[str, object], message: str) -
 def test_bad_secrets_source_values_are_refused(values: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Settings(**values)
+
+
+def test_the_shipped_catalogue_restricts_its_wildcard_like_the_embedded_default() -> None:
+    shipped = load_catalog(ROOT / "config_no_cache.yaml")
+    assert shipped.wildcard is not None
+    assert shipped.wildcard.providers == DEFAULT_WILDCARD_PROVIDERS
+    assert ModelCatalog.embedded_default().wildcard == shipped.wildcard
+    assert not {"bedrock", "sagemaker", "vertex_ai", "azure", "ollama", "ollama_chat", "lm_studio", "vllm"} & set(
+        DEFAULT_WILDCARD_PROVIDERS
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("{model_name: demo, litellm_params: {model: openai/demo}, providers: [openai]}", 'the "\\*" entry only'),
+        ("{model_name: '*', litellm_params: {model: '*'}, providers: []}", "lower case"),
+        ("{model_name: '*', litellm_params: {model: '*'}, providers: [OpenAI]}", "lower case"),
+    ],
+)
+def test_a_misplaced_or_malformed_providers_list_is_a_config_error(tmp_path: Path, entry: str, problem: str) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"model_list:\n  - {entry}\n")
+    with pytest.raises(ConfigError, match=problem):
+        load_catalog(config)
