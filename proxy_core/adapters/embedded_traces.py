@@ -105,6 +105,11 @@ class EmbeddedTraceStore:
     def __init__(self, backend: TraceBackend) -> None:
         self._backend = backend
 
+    @property
+    def backend(self) -> TraceBackend:
+        """Where the spans live (in process, it is also swept for expired traces)."""
+        return self._backend
+
     async def ingest(self, project_id: str, otlp_json: bytes) -> None:
         """Keep every span of one OTLP/JSON export for ``project_id``; a malformed one keeps none."""
         try:
@@ -173,7 +178,8 @@ class MemoryTraceBackend:
     """Spans in this process: bounded in bytes (oldest trace out first) and by the TTL.
 
     Traces are kept in the order they were last written; as every write renews the TTL, that is
-    also the order in which they expire, so expired traces are always at the front.
+    also the order in which they expire, so expired traces are always at the front. They expire
+    when the store is next used and in the background (``sweep_expired``).
     """
 
     def __init__(self, *, ttl_s: float, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
@@ -231,12 +237,23 @@ class MemoryTraceBackend:
         self._tagged.clear()
         self._bytes = 0
 
-    def _expire(self, now: float) -> None:
-        while self._traces:
+    def sweep_expired(self, limit: int) -> int:
+        """Drop up to ``limit`` expired traces (``Expiring``)."""
+        return self._expire(self._clock(), limit)
+
+    def held(self) -> int:
+        """How many traces are held."""
+        return len(self._traces)
+
+    def _expire(self, now: float, limit: int | None = None) -> int:
+        dropped = 0
+        while self._traces and (limit is None or dropped < limit):
             key, trace = next(iter(self._traces.items()))
             if trace.expires > now:
-                return
+                break
             self._drop(key)
+            dropped += 1
+        return dropped
 
     def _drop(self, key: tuple[str, str]) -> None:
         trace = self._traces.pop(key)
