@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from proxy_core.adapters.memory_tables import Shrinking
 from proxy_core.adapters.otlp_spans import OtlpDecodeError, decode_spans
 from proxy_core.adapters.trace_mapping import entry_tags, span_entry, trace_record
 from proxy_core.retry import RetryableError
@@ -189,6 +190,8 @@ class MemoryTraceBackend:
         self._traces: OrderedDict[tuple[str, str], _Trace] = OrderedDict()
         self._tagged: dict[tuple[str, str], dict[str, None]] = {}
         self._bytes = 0
+        self._peak = Shrinking()
+        self._tagged_peak = Shrinking()
 
     async def write(self, project_id: str, spans: list[SpanWrite]) -> None:
         now = self._clock()
@@ -197,6 +200,7 @@ class MemoryTraceBackend:
             key = (project_id, span.trace_id)
             trace = self._traces.pop(key, None) or _Trace()
             self._traces[key] = trace
+            self._peak.grew(len(self._traces))
             grown = len(span.entry) - len(trace.spans.get(span.span_id, b""))
             trace.size += grown
             self._bytes += grown
@@ -205,6 +209,7 @@ class MemoryTraceBackend:
             for tag in span.tags:
                 trace.tags.add(tag)
                 self._tagged.setdefault((project_id, tag), {})[span.trace_id] = None
+            self._tagged_peak.grew(len(self._tagged))
         while self._bytes > self._max_bytes and len(self._traces) > 1:
             self._drop(next(iter(self._traces)))
 
@@ -239,7 +244,10 @@ class MemoryTraceBackend:
 
     def sweep_expired(self, limit: int) -> int:
         """Drop up to ``limit`` expired traces (``Expiring``)."""
-        return self._expire(self._clock(), limit)
+        dropped = self._expire(self._clock(), limit)
+        self._traces = self._peak.shrunk(self._traces, limit)
+        self._tagged = self._tagged_peak.shrunk(self._tagged, limit)
+        return dropped
 
     def held(self) -> int:
         """How many traces are held."""

@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from proxy_core.adapters.memory_tables import Shrinking
 from proxy_core.services.rollout_logs import StoredRecord
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -32,6 +33,7 @@ class MemoryRolloutLogs:
         self._max_bytes = max_bytes
         self._logs: OrderedDict[tuple[str, str], _RolloutLog] = OrderedDict()  # least recently written first
         self._size = 0
+        self._peak = Shrinking()
 
     @property
     def size_bytes(self) -> int:
@@ -64,6 +66,7 @@ class MemoryRolloutLogs:
         log = self._live(*key) or _RolloutLog(expires_at=0.0)
         self._logs[key] = log
         self._logs.move_to_end(key)
+        self._peak.grew(len(self._logs))
         log.expires_at = time.monotonic() + self._ttl_s
         log.entries.appendleft(entry)
         grown = len(entry)
@@ -95,6 +98,7 @@ class MemoryRolloutLogs:
                 break
             self._drop(key)
             dropped += 1
+        self._logs = self._peak.shrunk(self._logs, limit)
         return dropped
 
     def held(self) -> int:

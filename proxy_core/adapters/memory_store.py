@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from proxy_core.adapters.memory_tables import Shrinking
 from proxy_core.services.store import RolloutStatus, Usage
 
 MAX_CACHED_RESPONSES = 10_000
@@ -58,6 +59,8 @@ class MemoryRolloutStore:
         self._ttl_s = ttl_s
         self._rollouts: OrderedDict[Key, _Rollout] = OrderedDict()  # least recently written first
         self._voided: OrderedDict[Key, _Voided] = OrderedDict()
+        self._rollouts_peak = Shrinking()
+        self._voided_peak = Shrinking()
         self._cache: dict[Key, tuple[bytes, float]] = {}
         self._cache_expiry: list[tuple[float, Key]] = []  # a heap; entries of overwritten keys are skipped
 
@@ -89,6 +92,7 @@ class MemoryRolloutStore:
         rollout.expires_at = time.monotonic() + self._ttl_s
         self._rollouts[key] = rollout
         self._rollouts.move_to_end(key)
+        self._rollouts_peak.grew(len(self._rollouts))
         rollout.members.add(insertion_id)
         if usage is not None:
             rollout.prompt_tokens += usage.prompt_tokens
@@ -104,6 +108,7 @@ class MemoryRolloutStore:
         voided.ids.add(insertion_id)
         self._voided[key] = voided
         self._voided.move_to_end(key)
+        self._voided_peak.grew(len(self._voided))
         rollout = self._rollout(*key)
         if rollout is not None and insertion_id in rollout.members:
             rollout.members.discard(insertion_id)
@@ -163,7 +168,10 @@ class MemoryRolloutStore:
         now = time.monotonic()
         dropped = _pop_expired(self._rollouts, now, limit)
         dropped += _pop_expired(self._voided, now, limit - dropped)
-        return dropped + self._expire_cache(now, limit - dropped)
+        dropped += self._expire_cache(now, limit - dropped)
+        self._rollouts = self._rollouts_peak.shrunk(self._rollouts, limit)
+        self._voided = self._voided_peak.shrunk(self._voided, limit)
+        return dropped
 
     async def ping(self) -> bool:
         return True

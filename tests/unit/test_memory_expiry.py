@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tracemalloc
 
 import orjson
 
@@ -101,3 +102,21 @@ async def test_voided_ids_expire_but_still_refuse_a_late_record_meanwhile() -> N
     await asyncio.sleep(TTL_S + 0.05)
     assert store.sweep_expired(10) == 2
     assert store.held() == {"rollouts": 0, "voided": 0, "cached": 0}
+
+
+async def test_a_swept_table_gives_its_memory_back() -> None:
+    """A dict keeps its largest hash table: emptied by deletes alone, 20,000 slots keep ~950 kB."""
+    tracemalloc.start()
+    try:
+        store = MemoryRolloutStore(ttl_s=0)
+        baseline = tracemalloc.get_traced_memory()[0]
+        for i in range(20_000):
+            await store.record("p", f"r{i}", "a")
+        full = tracemalloc.get_traced_memory()[0] - baseline
+        while store.sweep_expired(1_000):
+            pass
+        left = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+    assert full > 5_000_000
+    assert left < 300_000, f"{left} B still held after sweeping {full} B"  # ~950 kB without the copy
