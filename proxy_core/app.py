@@ -54,6 +54,7 @@ from proxy_core.services.auth import AuthProvider
 from proxy_core.services.base_url import BaseUrlPolicy
 from proxy_core.services.budget import ReadBudgets
 from proxy_core.services.completions import CompletionPolicy, CompletionService
+from proxy_core.services.expiry import Expiring, ExpirySweeper
 from proxy_core.services.forwarding import ForwardingService
 from proxy_core.services.governance import Governance
 from proxy_core.services.llm import LlmClient
@@ -284,8 +285,9 @@ def create_app(
             metrics=metrics,
         )
         scores = ScoresService(source=trace_source, auth=auth_provider, projects=projects)
+        log_store = log_store_factory(settings, inner_store)
         logs = RolloutLogsService(
-            store=log_store_factory(settings, inner_store),
+            store=log_store,
             auth=auth_provider,
             projects=projects,
             sanitizer=sanitizer,
@@ -313,12 +315,19 @@ def create_app(
         app.state.services = services
         app.state.tracing = tracing
         store_watch = asyncio.create_task(store.watch(STORE_PROBE_INTERVAL_S), name="store-watch")
+        held = (inner_store, log_store, embedded.backend)
+        sweeper = ExpirySweeper(
+            [part for part in held if isinstance(part, Expiring)], interval_s=settings.memory_sweep_interval_s
+        )
+        sweeper.start()
+        app.state.sweeper = sweeper
         refresher.start()
         try:
             yield
         finally:
             services.shutting_down = True
             store_watch.cancel()
+            await sweeper.aclose()
             await refresher.aclose()
             # One budget for everything tracing still holds: LiteLLM's logging, the processors,
             # the delivery (what it cannot deliver in time is spooled).

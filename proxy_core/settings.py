@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     # Per round trip. Measured on the event loop's clock, so it must allow for a saturated loop:
     # at 0.5 s, a healthy Redis timed out under a full load of streams.
     redis_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    # Without Redis: how often expired rollouts, logs and traces are dropped from process memory.
+    memory_sweep_interval_s: float = Field(default=5.0, gt=0, le=3600)
 
     # Remote rollouts' log records (/logs, /status), kept beside the rollout with its TTL
     rollout_log_max_entry_bytes: int = Field(default=16_384, ge=512, le=1024 * 1024)

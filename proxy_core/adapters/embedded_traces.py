@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from proxy_core.adapters.memory_tables import Shrinking
 from proxy_core.adapters.otlp_spans import OtlpDecodeError, decode_spans
 from proxy_core.adapters.trace_mapping import entry_tags, span_entry, trace_record
 from proxy_core.retry import RetryableError
@@ -105,6 +106,11 @@ class EmbeddedTraceStore:
     def __init__(self, backend: TraceBackend) -> None:
         self._backend = backend
 
+    @property
+    def backend(self) -> TraceBackend:
+        """Where the spans live (in process, it is also swept for expired traces)."""
+        return self._backend
+
     async def ingest(self, project_id: str, otlp_json: bytes) -> None:
         """Keep every span of one OTLP/JSON export for ``project_id``; a malformed one keeps none."""
         try:
@@ -173,7 +179,8 @@ class MemoryTraceBackend:
     """Spans in this process: bounded in bytes (oldest trace out first) and by the TTL.
 
     Traces are kept in the order they were last written; as every write renews the TTL, that is
-    also the order in which they expire, so expired traces are always at the front.
+    also the order in which they expire, so expired traces are always at the front. They expire
+    when the store is next used and in the background (``sweep_expired``).
     """
 
     def __init__(self, *, ttl_s: float, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
@@ -183,6 +190,8 @@ class MemoryTraceBackend:
         self._traces: OrderedDict[tuple[str, str], _Trace] = OrderedDict()
         self._tagged: dict[tuple[str, str], dict[str, None]] = {}
         self._bytes = 0
+        self._peak = Shrinking()
+        self._tagged_peak = Shrinking()
 
     async def write(self, project_id: str, spans: list[SpanWrite]) -> None:
         now = self._clock()
@@ -191,6 +200,7 @@ class MemoryTraceBackend:
             key = (project_id, span.trace_id)
             trace = self._traces.pop(key, None) or _Trace()
             self._traces[key] = trace
+            self._peak.grew(len(self._traces))
             grown = len(span.entry) - len(trace.spans.get(span.span_id, b""))
             trace.size += grown
             self._bytes += grown
@@ -199,6 +209,7 @@ class MemoryTraceBackend:
             for tag in span.tags:
                 trace.tags.add(tag)
                 self._tagged.setdefault((project_id, tag), {})[span.trace_id] = None
+            self._tagged_peak.grew(len(self._tagged))
         while self._bytes > self._max_bytes and len(self._traces) > 1:
             self._drop(next(iter(self._traces)))
 
@@ -231,12 +242,26 @@ class MemoryTraceBackend:
         self._tagged.clear()
         self._bytes = 0
 
-    def _expire(self, now: float) -> None:
-        while self._traces:
+    def sweep_expired(self, limit: int) -> int:
+        """Drop up to ``limit`` expired traces (``Expiring``)."""
+        dropped = self._expire(self._clock(), limit)
+        self._traces = self._peak.shrunk(self._traces, limit)
+        self._tagged = self._tagged_peak.shrunk(self._tagged, limit)
+        return dropped
+
+    def held(self) -> int:
+        """How many traces are held."""
+        return len(self._traces)
+
+    def _expire(self, now: float, limit: int | None = None) -> int:
+        dropped = 0
+        while self._traces and (limit is None or dropped < limit):
             key, trace = next(iter(self._traces.items()))
             if trace.expires > now:
-                return
+                break
             self._drop(key)
+            dropped += 1
+        return dropped
 
     def _drop(self, key: tuple[str, str]) -> None:
         trace = self._traces.pop(key)

@@ -2,7 +2,8 @@
 
 The same rules as on Redis (entries newest first and at most ``max_entries`` per rollout, the
 rollout TTL refreshed on every write), and one more a process needs: everything it holds is at
-most ``max_bytes``; past that the rollouts written longest ago are dropped whole.
+most ``max_bytes``; past that the rollouts written longest ago are dropped whole. Expired rollouts
+are dropped in the background too (``sweep_expired``), not only when written or read again.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from proxy_core.adapters.memory_tables import Shrinking
 from proxy_core.services.rollout_logs import StoredRecord
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -31,6 +33,7 @@ class MemoryRolloutLogs:
         self._max_bytes = max_bytes
         self._logs: OrderedDict[tuple[str, str], _RolloutLog] = OrderedDict()  # least recently written first
         self._size = 0
+        self._peak = Shrinking()
 
     @property
     def size_bytes(self) -> int:
@@ -63,6 +66,7 @@ class MemoryRolloutLogs:
         log = self._live(*key) or _RolloutLog(expires_at=0.0)
         self._logs[key] = log
         self._logs.move_to_end(key)
+        self._peak.grew(len(self._logs))
         log.expires_at = time.monotonic() + self._ttl_s
         log.entries.appendleft(entry)
         grown = len(entry)
@@ -82,6 +86,24 @@ class MemoryRolloutLogs:
             if oldest.expires_at > now and self._size <= self._max_bytes:
                 return
             self._drop(key)
+
+    def sweep_expired(self, limit: int) -> int:
+        """Drop up to ``limit`` expired rollouts (``Expiring``): the least recently written come
+        first, and as every write renews the same TTL, they are also the first to expire."""
+        now = time.monotonic()
+        dropped = 0
+        while self._logs and dropped < limit:
+            key, oldest = next(iter(self._logs.items()))
+            if oldest.expires_at > now:
+                break
+            self._drop(key)
+            dropped += 1
+        self._logs = self._peak.shrunk(self._logs, limit)
+        return dropped
+
+    def held(self) -> int:
+        """How many rollouts' logs are held."""
+        return len(self._logs)
 
     async def entries(self, project_id: str, rollout_id: str) -> list[bytes]:
         log = self._live(project_id, rollout_id)

@@ -2,8 +2,10 @@
 
 Starlette cancels a streaming response when its client disconnects, but a plain request handler
 runs to the end: a client that gives up on a slow non-streamed completion would still pay for the
-provider call. ``until_disconnect`` runs the handler's work as a task and cancels it when the
-server reports ``http.disconnect``, which closes the provider connection.
+provider call, and one that gives up on ``/traces`` would leave the gateway polling Langfuse for
+up to its ``timeout_s``, spending the read budget other rollouts wait for. ``until_disconnect``
+runs the handler's work as a task and cancels it when the server reports ``http.disconnect``,
+which closes the provider connection or ends the polling.
 """
 
 from __future__ import annotations
@@ -31,12 +33,16 @@ async def _wait_for_disconnect(request: Request) -> None:
         pass
 
 
-async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+PROVIDER_CALL = ("the provider call", "; nothing was recorded")
+
+
+async def until_disconnect(request: Request, work: Awaitable[T], *, what: tuple[str, str] = PROVIDER_CALL) -> T:
     """``await work``, cancelled as soon as the client disconnects (the body must be read already).
 
     The server cancels the request itself only when its graceful shutdown runs out of time; the
     work is cancelled then too (no provider spend goes on, nothing is recorded), and the client
-    gets a 503 in the OpenAI shape instead of uvicorn's plain-text 500.
+    gets a 503 in the OpenAI shape instead of uvicorn's plain-text 500. ``what``: the work's name
+    and what its stopping means, for those two errors' messages.
     """
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_wait_for_disconnect(request))
@@ -48,13 +54,12 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
             if current is None or current.uncancel() > 0:  # cancelled again since: give up
                 raise
             raise ShuttingDownError(
-                "The gateway is shutting down and stopped this request before the provider answered; "
-                "nothing was recorded. Retry it."
+                f"The gateway is shutting down and stopped {what[0]} before it ended{what[1]}. Retry it."
             ) from None
         if task in done:
             return task.result()
         task.cancel()
-        raise ClientDisconnectedError("The client went away; the provider call was cancelled.")
+        raise ClientDisconnectedError(f"The client went away; {what[0]} was cancelled.")
     finally:
         watcher.cancel()
         if not task.done():

@@ -155,12 +155,14 @@ class FairBudget:
             raise
 
     def _pass_turn(self) -> None:
-        if self._busy or not self._waiting:
-            return
-        head = min(self._waiting, key=lambda waiter: waiter.order)
-        self._waiting.remove(head)
-        self._busy = True
-        head.turn.set_result(None)
+        """Hand the turn to the waiting read of the least-served flow. A waiter whose deadline has
+        just cancelled its turn, before it could leave the queue itself, is passed over."""
+        while not self._busy and self._waiting:
+            head = min(self._waiting, key=lambda waiter: waiter.order)
+            self._waiting.remove(head)
+            if not head.turn.done():
+                self._busy = True
+                head.turn.set_result(None)
 
     def _served(self, flow: str) -> None:
         now = time.monotonic()

@@ -6,7 +6,9 @@ asynchronously, so the service polls — one filtered, paginated list read per p
 jittered exponential backoff, ``Retry-After`` honoured, and a total deadline — and answers
 404 ``traces_incomplete`` naming the missing ids rather than ever returning a partial set as
 if it were whole. What it returns is exactly the recorded ids' traces: a traced call that was
-never recorded is no step of the rollout. Concurrent calls for the same rollout share each read.
+never recorded is no step of the rollout. Concurrent calls for the same rollout share each read
+(``SingleFlight``); each waits for a shared read no longer than its own ``timeout_s``, and a read
+nobody waits for any more (every client disconnected) is cancelled.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +28,7 @@ from proxy_core.services.budget import reading_for
 from proxy_core.services.llm import LangfuseTarget
 from proxy_core.services.metrics import GatewayMetrics, NoMetrics
 from proxy_core.services.projects import ProjectDirectory, authorize, require_tracing
+from proxy_core.services.single_flight import SingleFlight
 from proxy_core.services.store import GuardedStore
 from proxy_core.services.trace_source import INSERTION_TAG, TraceRecord, TraceSource
 from proxy_core.services.traces_query import ROLLOUT_TAG, TracesQuery
@@ -51,31 +54,6 @@ class TracesIncompleteError(NotFoundError):
 class _Poll:
     traces: list[TraceRecord]
     missing: frozenset[str]
-
-
-class SingleFlight:
-    """Concurrent callers asking for the same key share one in-flight read."""
-
-    def __init__(self) -> None:
-        self._inflight: dict[Any, asyncio.Future[Any]] = {}
-
-    async def run(self, key: Any, read: Callable[[], Awaitable[Any]]) -> Any:
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            result = await read()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: followers re-raise it themselves
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
-            del self._inflight[key]
 
 
 def _parse_time(value: str) -> datetime | None:
@@ -213,7 +191,9 @@ class TracesService:
 
     async def _read(self, target: LangfuseTarget, tags: tuple[str, ...], expected: set[str], deadline: float) -> _Poll:
         traces: list[TraceRecord] = await self._reads.run(
-            (target.project_id, tags), lambda: self._source.rollout_traces(target, tags, deadline=deadline)
+            (target.project_id, tags),
+            lambda: self._source.rollout_traces(target, tags, deadline=deadline),
+            deadline=deadline,
         )
         found: set[str] = set()
         for trace in traces:
@@ -257,6 +237,13 @@ class TracesService:
         started = time.monotonic()
         deadline = started + query.timeout_s
         wait_budget = min(query.timeout_s, 2.0**query.max_retries - 1)
+        last: _Poll | None = None
+
+        async def read() -> _Poll:
+            nonlocal last
+            last = await self._read(target, tags, expected, deadline)
+            return last
+
         try:
             with reading_for(query.rollout_id):  # the read budget is shared fairly between rollouts
                 poll: _Poll = await retrying(
@@ -264,17 +251,20 @@ class TracesService:
                     deadline=started + wait_budget,
                     cap_s=self._max_poll_interval_s,
                     until=lambda p: not p.missing,
-                )(self._read, target, tags, expected, deadline)
+                )(read)
         except RetryableError as exc:
-            if exc.retry_after_s is not None:
+            if last is not None:  # the deadline came while waiting to read again: the last read stands
+                poll = last
+            elif exc.retry_after_s is not None:
                 raise RateLimitError(
                     "Langfuse is rate-limiting reads for this project; try again later.",
                     headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
                     code="langfuse_rate_limited",
                 ) from exc
-            raise UpstreamTimeoutError(
-                f"The trace store did not answer in time: {exc}", code="langfuse_unavailable"
-            ) from exc
+            else:
+                raise UpstreamTimeoutError(
+                    f"The trace store did not answer in time: {exc}", code="langfuse_unavailable"
+                ) from exc
         if poll.missing:
             missing = sorted(poll.missing)
             raise TracesIncompleteError(

@@ -130,3 +130,25 @@ async def test_local_buckets_reserve_the_next_token_within_the_wait_allowed() ->
     taken, later = await buckets.take("k", 50.0, 1, 1.0)
     assert taken
     assert later == pytest.approx(wait + 0.02, abs=0.005), "the next caller is served after the reserved token"
+
+
+async def test_a_turn_its_deadline_cancelled_is_passed_over() -> None:
+    """A deadline cancels the waiter's turn at once, but the waiter leaves the queue only when it
+    next runs; a read finishing in between once handed the turn to it anyway (InvalidStateError,
+    a 500) and left the queue stuck. ``Task.cancel`` reproduces that moment exactly."""
+    budget = ReadBudgets(rate_per_s=1.0, burst=1).for_key(KEY)
+    await budget.acquire(time.monotonic() + 1)  # the burst: the next token is a second away
+    holder = asyncio.create_task(budget.acquire(time.monotonic() + 5))  # sleeps for its reserved token
+    await asyncio.sleep(0.05)
+    with reading_for("late"):  # two new flows: served in arrival order
+        late = asyncio.create_task(budget.acquire(time.monotonic() + 5))
+    await asyncio.sleep(0.05)
+    with reading_for("following"):
+        following = asyncio.create_task(budget.acquire(time.monotonic() + 5))
+    await asyncio.sleep(0.05)
+    holder.cancel()  # runs first: it passes the turn on ...
+    late.cancel()  # ... to the head of the queue, whose turn is already cancelled
+    await asyncio.wait_for(following, 3)  # served: the queue moved on
+    for task in (holder, late):
+        with pytest.raises(asyncio.CancelledError):
+            await task
