@@ -9,6 +9,7 @@ what the provider and Langfuse saw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -112,7 +113,11 @@ async def hold_head(port: int, head: list[bytes], pause_s: float) -> Held:
         pass
     closed = time.monotonic() - started
     sender.cancel()
-    writer.close()
+    # Unsent bytes would keep a plain close() waiting to flush them past the end of the test's
+    # event loop, leaving the socket to the garbage collector: drop them and wait for the close.
+    writer.transport.abort()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
     return Held(answer, closed)
 
 

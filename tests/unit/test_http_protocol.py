@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import pickle
 import socket
@@ -16,6 +17,13 @@ from proxy_core.config_files import ModelCatalog, SecretsFile
 from proxy_core.http_protocol import MAX_HEAD_BYTES, MAX_RAW_HEAD_BYTES, BoundedHeadProtocol
 from proxy_core.main import uvicorn_options
 from proxy_core.settings import Settings
+
+
+async def _closed(writer: asyncio.StreamWriter) -> None:
+    """Close now, unsent bytes dropped, before the test's event loop ends (not at garbage collection)."""
+    writer.transport.abort()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
 
 
 async def _ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -55,7 +63,7 @@ async def _exchange(port: int, *requests: bytes) -> bytes:
             answer += chunk
     except (TimeoutError, ConnectionError):
         pass
-    writer.close()
+    await _closed(writer)
     return answer
 
 
@@ -158,7 +166,7 @@ async def _trickle(port: int, parts: list[bytes], pause_s: float) -> tuple[bytes
         pass
     closed = loop.time() - started
     sender.cancel()
-    writer.close()
+    await _closed(writer)
     return answer, closed
 
 
