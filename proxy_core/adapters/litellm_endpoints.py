@@ -212,6 +212,9 @@ class EventStream:
         async for chunk in self._provider_chunks():
             data = _dump(chunk)
             if self._operation is Operation.RESPONSES:
+                # LiteLLM's event models keep ``type`` as its str enum, whose ``str()`` (the SSE
+                # ``event:`` line) is the member's name, not the type
+                data["type"] = getattr(data.get("type"), "value", data.get("type"))
                 if renumber is None:
                     renumber = not isinstance(data.get("sequence_number"), int)
                 if renumber:

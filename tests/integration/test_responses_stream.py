@@ -6,6 +6,7 @@ band after it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
@@ -51,6 +52,7 @@ async def test_unknown_model_streams_as_the_provider_sends(
     assert kinds[-1] == "response.completed"
     deltas = [index for index, kind in enumerate(kinds) if kind == "response.output_text.delta"]
     assert len(deltas) == CHUNKS
+    assert len(events) == 4 + CHUNKS + 4  # every event the fake sends, none made up
     first_delta, last_event = arrivals[deltas[0]], arrivals[-1]
     # the provider spends CHUNKS × CHUNK_DELAY_MS (2 s) on the deltas: the first must not wait for them
     assert last_event >= CHUNKS * CHUNK_DELAY_MS / 1000 * 0.9
@@ -154,3 +156,15 @@ async def test_a_silent_provider_is_ended_at_the_idle_limit(
     assert b"response.output_text.delta" not in response.content
     assert took < 2.5, f"the stream ended after {took:.2f} s, not at the 0.5 s idle limit"
     assert await redis_client.smembers(rollout_key(key_prefix, "proj-a", rollout)) == set()
+
+
+@pytest.mark.parametrize("model", ["fake", "fake-priced"])
+async def test_each_event_is_named_by_its_type(gateway: Gateway, model: str) -> None:
+    body = {"model": model, "input": "hi there [[chunks=2]]", "stream": True}
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, headers={"authorization": "Bearer k"}) as http:
+        response = await http.post(f"/{rollout_path(f'r-{uuid.uuid4().hex[:8]}')}/responses", json=body)
+    frames = [frame for frame in response.content.split(b"\n\n") if frame]
+    assert len(frames) == 4 + 2 + 4
+    for frame in frames:
+        event, data = frame.split(b"\n")
+        assert event.removeprefix(b"event: ").decode() == json.loads(data.removeprefix(b"data: "))["type"]
