@@ -18,9 +18,11 @@ import redis.asyncio
 from proxy_core.services.store import rollout_key
 from tests.fakes.langfuse_model import ObservationRecord
 from tests.fakes.langfuse_state import LangfuseState
+from tests.fakes.server import ServerThread
 from tests.fakes.upstream import UpstreamState
 from tests.integration.conftest import Gateway, GatewayFactory, rollout_path
 from tests.integration.test_endpoints import as_json, check_recorded, check_tags, trace_of
+from tests.integration.test_pii import CANARIES, governed_catalog
 
 CHUNKS = 10
 CHUNK_DELAY_MS = 200
@@ -168,3 +170,16 @@ async def test_each_event_is_named_by_its_type(gateway: Gateway, model: str) -> 
     for frame in frames:
         event, data = frame.split(b"\n")
         assert event.removeprefix(b"event: ").decode() == json.loads(data.removeprefix(b"data: "))["type"]
+
+
+async def test_the_provider_receives_the_redacted_input(
+    gateway_factory: GatewayFactory, upstream: tuple[ServerThread, UpstreamState], upstream_state: UpstreamState
+) -> None:
+    gateway = gateway_factory(catalog=governed_catalog(upstream[0].url))
+    client = gateway.client(f"project_id/proj-a/{rollout_path(f'r-{uuid.uuid4().hex[:8]}')}")
+    events = list(client.responses.create(model="fake", input=f"SSN {CANARIES['ssn']} [[chunks=2]]", stream=True))
+    assert events[-1].type == "response.completed"
+    (sent,) = [r for r in upstream_state.requests if r.path == "/v1/responses"]
+    assert sent.body["stream"] is True
+    assert CANARIES["ssn"] not in json.dumps(sent.body)
+    assert "<REDACTED_SSN_1>" in sent.body["input"]
