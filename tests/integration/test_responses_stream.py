@@ -20,7 +20,7 @@ from tests.fakes.langfuse_model import ObservationRecord
 from tests.fakes.langfuse_state import LangfuseState
 from tests.fakes.server import ServerThread
 from tests.fakes.upstream import UpstreamState
-from tests.integration.conftest import Gateway, GatewayFactory, rollout_path
+from tests.integration.conftest import Gateway, GatewayFactory, encode_url, rollout_path
 from tests.integration.test_endpoints import as_json, check_recorded, check_tags, trace_of
 from tests.integration.test_pii import CANARIES, governed_catalog
 
@@ -183,3 +183,23 @@ async def test_the_provider_receives_the_redacted_input(
     assert sent.body["stream"] is True
     assert CANARIES["ssn"] not in json.dumps(sent.body)
     assert "<REDACTED_SSN_1>" in sent.body["input"]
+
+
+async def test_a_client_chosen_upstream_streams_natively_too(
+    gateway: Gateway, upstream_state: UpstreamState, langfuse: LangfuseState
+) -> None:
+    rollout = f"r-{uuid.uuid4().hex[:8]}"
+    base = encode_url(gateway.settings.allowed_base_urls[0])
+    client = gateway.client(f"{rollout_path(rollout)}/encoded_base_url/{base}", api_key="sk-own")
+    with client.responses.with_streaming_response.create(
+        model="openai/my-finetune", input="chosen [[chunks=3]]", stream=True
+    ) as raw:
+        insertion_id = raw.headers["x-insertion-id"]
+        events = list(raw.parse())
+    assert [event.sequence_number for event in events] == list(range(4 + 3 + 4))
+    (sent,) = [r for r in upstream_state.requests if r.path == "/v1/responses"]
+    assert sent.body["stream"] is True
+    assert sent.body["model"] == "my-finetune"
+    assert sent.headers["authorization"] == "Bearer sk-own"
+    trace = trace_of(langfuse, "proj-a", insertion_id)
+    assert as_json(trace.output) == {"role": "assistant", "content": "echo: chosen"}
