@@ -98,7 +98,9 @@ def _all_attributes(kwargs: Mapping[str, Any], response: Any) -> dict[str, Any]:
         "langfuse.observation.type": "generation",
         "openinference.span.kind": "LLM",
         "llm.provider": litellm_params.get("custom_llm_provider") or "Unknown",
-        "llm.is_streaming": str(bool(optional_params.get("stream", False))),
+        # a Responses stream asked for in the body has no ``stream`` parameter: LiteLLM marks the
+        # call streamed (``stream``) once its answer turns out to be a stream
+        "llm.is_streaming": str(bool(optional_params.get("stream") or kwargs.get("stream"))),
     }
     _set_if(attributes, "llm.model_name", kwargs.get("model"))
     _set_if(attributes, "llm.request.type", payload.get("call_type"))

@@ -71,6 +71,8 @@ async def test_unknown_model_streams_as_the_provider_sends(
     check_tags(trace, rollout, insertion_id)
     assert as_json(trace.output) == {"role": "assistant", "content": text}
     assert as_json(trace.input)[-1]["content"] == prompt
+    (span,) = [s for s in langfuse.spans("proj-a") if s.trace_id == trace.id]
+    assert span.attributes["llm.is_streaming"] == "True"
 
 
 @pytest.mark.parametrize(("status", "error"), [(429, openai.RateLimitError), (400, openai.BadRequestError)])
