@@ -73,6 +73,7 @@ async def test_unknown_model_streams_as_the_provider_sends(
     assert as_json(trace.input)[-1]["content"] == prompt
     (span,) = [s for s in langfuse.spans("proj-a") if s.trace_id == trace.id]
     assert span.attributes["llm.is_streaming"] == "True"
+    assert json.loads(span.attributes["llm.invocation_parameters"])["stream"] is True
 
 
 @pytest.mark.parametrize(("status", "error"), [(429, openai.RateLimitError), (400, openai.BadRequestError)])
