@@ -94,7 +94,7 @@ async def test_provider_cut_mid_stream_is_an_in_band_error(
     client = gateway.client(rollout_path(rollout))
     received: list[str] = []
     stream = client.responses.create(model="fake", input="one two three four [[chunks=4]] [[cut_after=2]]", stream=True)
-    with pytest.raises(openai.APIError):
+    with stream, pytest.raises(openai.APIError):  # closed, or its socket is left to the collector
         received.extend(event.type for event in stream)
     assert received.count("response.output_text.delta") == 2  # what arrived before the cut was relayed
     assert "response.completed" not in received
