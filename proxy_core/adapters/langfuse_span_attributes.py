@@ -94,15 +94,20 @@ def _all_attributes(kwargs: Mapping[str, Any], response: Any) -> dict[str, Any]:
     litellm_params: Mapping[str, Any] = kwargs.get("litellm_params") or {}
     optional_params: Mapping[str, Any] = kwargs.get("optional_params") or {}
     payload: Mapping[str, Any] = kwargs.get("standard_logging_object") or {}
+    # A Responses stream asked for in the body (``litellm_endpoints``) was called with
+    # ``stream=False``: LiteLLM marks the call streamed (``stream``) once its answer is a stream.
+    streaming = bool(optional_params.get("stream") or kwargs.get("stream"))
     attributes: dict[str, Any] = {
         "langfuse.observation.type": "generation",
         "openinference.span.kind": "LLM",
         "llm.provider": litellm_params.get("custom_llm_provider") or "Unknown",
-        "llm.is_streaming": str(bool(optional_params.get("stream", False))),
+        "llm.is_streaming": str(streaming),
     }
     _set_if(attributes, "llm.model_name", kwargs.get("model"))
     _set_if(attributes, "llm.request.type", payload.get("call_type"))
     parameters = payload.get("model_parameters")
+    if parameters and streaming and parameters.get("stream") is False:
+        parameters = {**parameters, "stream": True}
     if parameters:
         attributes["llm.invocation_parameters"] = to_json(parameters)
     call_type = payload.get("call_type")

@@ -1,7 +1,15 @@
 """The LiteLLM side of the endpoints other than chat: which function, which arguments, which answer.
 
 * Responses go through ``litellm.aresponses``; an OpenAI-format provider receives them natively
-  at its ``/responses``, any other through LiteLLM's chat bridge.
+  at its ``/responses``, any other through LiteLLM's chat bridge. A streamed one to an
+  OpenAI-format provider asks for the stream in the body (``extra_body={"stream": True}``), not
+  as ``stream=True``: for the latter LiteLLM 1.106.2 decides per model whether the stream is real
+  (``should_fake_stream`` → ``supports_native_streaming``, which answers False for any model
+  missing from its price map, such as a fine-tune), and fakes it, one whole answer and then made-up
+  events. Asked in the body, it sends the stream request and returns its own streaming iterator,
+  the one it uses for the models it knows: the provider's events relayed as they arrive, LiteLLM
+  logging the call when ``response.completed`` arrives (the iterator is a stream to its wrapper
+  whatever ``stream`` said, so the trace is marked streamed).
 * Embeddings through ``litellm.aembedding``; text completions through ``litellm.atext_completion``.
 * Anthropic messages through ``litellm.anthropic_messages``: for an ``openai/…`` model LiteLLM
   sends them on as a Responses call, for other providers through its chat bridge.
@@ -75,12 +83,31 @@ def endpoint_kwargs(
     if call.operation is Operation.EMBEDDINGS:
         del kwargs["stream"]
     kwargs.update(call.inputs)
+    if call.operation is Operation.RESPONSES and kwargs["stream"] and _streams_natively(call, kwargs):
+        # Asked as ``stream`` LiteLLM fakes the stream of a model it has no information on (one
+        # whole answer, events made up afterwards); asked in the body it sends the stream request
+        # and relays the provider's own events (see the module docstring).
+        kwargs["stream"] = False
+        kwargs["extra_body"] = {**(kwargs.get("extra_body") or {}), "stream": True}
     if call.api_base is not None:  # a client-chosen upstream: a client of the gateway's own, never following
         kwargs["client"] = _origin_client(call, kwargs["model"], origins)
     elif not call.routed:
         client = _deployment_client(call, kwargs, deployments)
         if client is not None:
             kwargs["client"] = client
+
+
+def _streams_natively(call: LlmCall, kwargs: dict[str, Any]) -> bool:
+    """Whether a streamed Responses call goes to an OpenAI-format provider's own ``/responses``
+    (a single deployment, not a replayed answer): only there is the body's ``stream`` the API's."""
+    if call.routed or call.replay is not None:
+        return False
+    api_base = kwargs.get("api_base")
+    try:
+        provider = provider_of(call.model, api_base if isinstance(api_base, str) else None)
+    except Exception:
+        return False  # LiteLLM will refuse the model itself, with its own error
+    return provider in OPENAI_SDK_PROVIDERS
 
 
 def _deployment_client(call: LlmCall, kwargs: dict[str, Any], deployments: DeploymentClients) -> object | None:
@@ -136,8 +163,9 @@ def completion_of(call: LlmCall, response: Any) -> Completion:
 class EventStream:
     """A LiteLLM stream of any operation as event dicts, remembering usage for its ``CallInfo``.
 
-    Responses events are numbered again (``sequence_number`` from 0): for a model it has no
-    information on, LiteLLM fakes the stream from one whole answer and leaves the numbers out.
+    Responses events keep the provider's ``sequence_number``; a stream whose first event has none
+    is numbered from 0 here (LiteLLM's made-up streams: the chat bridge's, or an answer it was
+    asked to stream as ``stream`` for a model it has no information on).
     Text-completion chunks get ``""`` for a choice's missing text, as OpenAI sends. Anthropic
     events arrive as the SSE bytes LiteLLM wrote and are parsed back into dicts.
 
@@ -180,11 +208,18 @@ class EventStream:
                 yield event
             return
         sequence = 0
+        renumber: bool | None = None  # decided by the first event
         async for chunk in self._provider_chunks():
             data = _dump(chunk)
             if self._operation is Operation.RESPONSES:
-                data["sequence_number"] = sequence
-                sequence += 1
+                # LiteLLM's event models keep ``type`` as its str enum, whose ``str()`` (the SSE
+                # ``event:`` line) is the member's name, not the type
+                data["type"] = getattr(data.get("type"), "value", data.get("type"))
+                if renumber is None:
+                    renumber = not isinstance(data.get("sequence_number"), int)
+                if renumber:
+                    data["sequence_number"] = sequence
+                    sequence += 1
                 self._note_responses(data)
             else:
                 _fill_text(data)

@@ -88,7 +88,8 @@ class StreamFraming:
     """How one endpoint's stream is written: its frames, its in-band error, its end."""
 
     frame: Callable[[dict[str, Any]], bytes]
-    error: Callable[[GatewayError, int], bytes]  # (error, frames sent so far)
+    # (error, the next frame's number: frames sent, or one past the last ``sequence_number``)
+    error: Callable[[GatewayError, int], bytes]
     done: bytes = b""
     terminal: frozenset[str] = frozenset()
 

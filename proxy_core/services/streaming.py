@@ -66,7 +66,7 @@ async def relay(
             yield chunk
 
     completed = failed = False
-    sent = 0
+    following = 0  # the number of the next frame: an in-band error event takes it
     try:
         async for chunk in every_chunk():
             if not completed and framing.terminal and chunk.get("type") in framing.terminal:
@@ -76,7 +76,8 @@ async def relay(
             visible = without_usage(chunk) if strip_usage else chunk
             if visible is not None:
                 yield framing.frame(visible)
-                sent += 1
+                number = visible.get("sequence_number")  # the provider's own (Responses), when it numbers
+                following = number + 1 if isinstance(number, int) and number >= following else following + 1
         if not completed and framing.terminal:
             if not failed:  # a protocol with a terminal event that never came: the call is not complete
                 raise UpstreamError("The provider's stream ended before it was complete.", code="incomplete_stream")
@@ -85,7 +86,7 @@ async def relay(
     except GatewayError as error:
         if on_error is not None:
             on_error(error)
-        yield framing.error(error, sent)
+        yield framing.error(error, following)
     finally:
         await opened.rest.aclose()
         await opened.source.aclose()

@@ -76,6 +76,15 @@ async def test_a_store_failure_replaces_the_terminal_event_with_an_error_event()
     assert event["error"]["code"] == "store_unavailable"
 
 
+async def test_the_error_event_follows_the_providers_numbering() -> None:
+    """The provider's numbers are relayed as they are (here with gaps): the error event takes the
+    number after the last one, so the numbers the client sees still only increase."""
+    numbered = [{**event, "sequence_number": number} for event, number in zip(RESPONSES, (0, 4, 9), strict=True)]
+    log, frames = await run(numbered, sse.RESPONSES_FRAMING, fail=True)
+    assert log == ["recorded after 2 frames"]
+    assert [orjson.loads(frame.split(b"data: ", 1)[1])["sequence_number"] for frame in frames] == [0, 4, 5]
+
+
 async def test_a_stream_without_its_terminal_event_is_not_recorded() -> None:
     log, frames = await run([{"type": "message_start"}, {"type": "content_block_delta"}], sse.MESSAGES_FRAMING)
     assert log == []
