@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ def _body(prompt: str) -> bytes:
     return json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": prompt}]}).encode()
 
 
-def _load(upstream: FakeUpstream, prompt: str, streams: int, limit_s: float = 10.0) -> dict[str, object]:
+def _load(upstream: FakeUpstream, prompt: str, streams: int, limit_s: float = 10.0) -> dict[str, Any]:
     url = f"{upstream.base_url}/chat/completions"
     return asyncio.run(run(url, _body(prompt), streams, limit_s))
 
