@@ -22,7 +22,9 @@ the few hundred chunks, so the idle rate is measured over ``--idle-s`` before ea
 ratio is judged on CPU per chunk with it taken off (the raw figures are reported too). Half-way
 through each phase ``/health`` is timed, and when the streams fill ``MAX_CONCURRENT_REQUESTS``,
 one more completion is sent: it must be refused with a 503, which shows the limit counts the
-streams exactly. The provider's CPU share is reported so a saturated fake shows itself.
+streams exactly. The provider's CPU share is reported so a saturated fake shows itself, and the
+CPU that processes outside the run took meanwhile (the machine's busy time minus the run's own),
+so a phase disturbed by other work on a shared machine shows itself too.
 
 Run: ``python -m bench.long_streams [--streams 1000] [--seconds 30] [--baseline 8]`` from the
 repository root, with Redis on 127.0.0.1:6379. About two minutes. Prints a table, writes the raw
@@ -47,7 +49,7 @@ from typing import Any
 import httpx
 import redis
 
-from bench.procfs import tree_cpu_seconds, tree_cpu_seconds_fine, tree_memory
+from bench.procfs import machine_cpu_seconds, tree_cpu_seconds, tree_cpu_seconds_fine, tree_memory
 from bench.servers import (
     HOST,
     Fake,
@@ -80,6 +82,7 @@ class Phase:
     rss_peak_mb: float = 0.0
     hwm_mb: float = 0.0
     health_ms: float = 0.0
+    foreign_core_share: float = 0.0  # CPU other processes on the machine took meanwhile, in cores
     extra_status: int | None = None  # the completion past the limit, when the streams fill it
     extra_code: str = ""
 
@@ -151,6 +154,7 @@ class Bench:
         self.limit = DEFAULT_MAX_CONCURRENT
         self.stream_body = write_body(run_dir, stream=True)
         self.plain_body = write_body(run_dir, stream=False)
+        self.redis_pid: tuple[int, ...] = ()
 
     def url(self, phase: str) -> str:
         assert self.gateway is not None
@@ -158,6 +162,8 @@ class Bench:
 
     def setup(self) -> None:
         args = self.args
+        redis_pid = int(redis.Redis.from_url(args.redis_url, socket_timeout=2).info("server")["process_id"])
+        self.redis_pid = (redis_pid,) if Path(f"/proc/{redis_pid}").exists() else ()
         delay_ms = 1000 * args.seconds / args.chunks
         upstream = ["upstream", "--chunks", str(args.chunks), "--chunk-delay-ms", str(delay_ms)]
         upstream += ["--content", upstream_content(args.chunks)]
@@ -212,6 +218,7 @@ class Bench:
         result = Phase(streams=streams, idle_cpu_per_s=self.idle_rate(pid))
         result.rss_start_mb = tree_memory(pid).current_total_mb
         children_before = _children_cpu()
+        machine_before, ours_before = machine_cpu_seconds()[0], self.our_cpu()
         cpu_before, ticks_before = tree_cpu_seconds_fine(pid), tree_cpu_seconds(pid)
         upstream_before = tree_cpu_seconds(upstream_pid)
         started = time.perf_counter()
@@ -230,9 +237,20 @@ class Bench:
         result.upstream_cpu_s = tree_cpu_seconds(upstream_pid) - upstream_before
         result.client = client_result(client)
         result.client_cpu_s = _children_cpu() - children_before
+        foreign = machine_cpu_seconds()[0] - machine_before - (self.our_cpu() - ours_before)
+        result.foreign_core_share = max(0.0, foreign) / result.elapsed_s
         result.rss_peak_mb = peak
         result.hwm_mb = tree_memory(pid).peak_total_mb
         return result
+
+    def our_cpu(self) -> float:
+        """CPU seconds of every process of the run (Redis included) and of its reaped clients; the
+        rest of the machine's busy time is other work, which on a shared machine disturbs a phase."""
+        pids = [fake.process.pid for fake in self.fakes.values()] + list(self.redis_pid)
+        if self.gateway is not None:
+            pids.append(self.gateway.pid(0))
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return sum(tree_cpu_seconds(pid) for pid in pids) + own.ru_utime + own.ru_stime + _children_cpu()
 
     def probe(self, result: Phase, streams: int) -> None:
         """Mid-phase: the gateway must answer its health route; past its limit, refuse one more."""
@@ -310,6 +328,7 @@ def table(base: Phase, full: Phase, result: dict[str, Any]) -> str:
         ("provider CPU (share of a core)", lambda p: f"{p.upstream_cpu_s / p.elapsed_s:.2f}"),
         ("client CPU (share of a core)", lambda p: f"{p.client_cpu_s / p.elapsed_s:.2f}"),
         ("/health mid-phase (ms)", lambda p: f"{p.health_ms:.1f}"),
+        ("other processes (share of a core)", lambda p: f"{p.foreign_core_share:.2f}"),
     ]
     lines = [f"| figure | {base.streams} streams | {full.streams} streams |", "| --- | ---: | ---: |"]
     lines += [f"| {name} | {cell(base)} | {cell(full)} |" for name, cell in rows]
