@@ -94,6 +94,7 @@ def build_app(args: argparse.Namespace) -> Any:
         upstream = UpstreamState(
             default_delay_ms=args.delay_ms,
             default_chunks=args.chunks,
+            default_chunk_delay_ms=args.chunk_delay_ms,
             default_content=args.content,
             record_requests=False,
         )
@@ -109,6 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="0 lets the OS choose (printed on stdout)")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="upstream: latency before answering")
     parser.add_argument("--chunks", type=int, default=3, help="upstream: content chunks per stream")
+    parser.add_argument("--chunk-delay-ms", type=float, default=0.0, help="upstream: pause before each content chunk")
     parser.add_argument("--content", default=None, help="upstream: reply text instead of an echo of the prompt")
     parser.add_argument("--project", default="bench", help="langfuse: project id")
     parser.add_argument("--public-key", default="pk-lf-bench")
