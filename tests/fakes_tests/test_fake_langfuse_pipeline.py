@@ -46,6 +46,14 @@ def otel_logger() -> Iterator[LangfuseOtelLogger]:
 
 
 @pytest.fixture(autouse=True)
+async def _close_litellm_clients() -> AsyncIterator[None]:
+    """LiteLLM caches the provider clients it makes process-wide; the test's event loop ends with
+    the test, so their connections are closed here rather than left to the garbage collector."""
+    yield
+    await litellm.close_litellm_async_clients()
+
+
+@pytest.fixture(autouse=True)
 def _flush_after_each_test(otel_logger: LangfuseOtelLogger) -> Iterator[None]:
     """Deliver a test's spans before the next test resets the emulator."""
     yield
