@@ -13,11 +13,12 @@ drops and nothing more).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
+
+from proxy_core.services.background import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +55,8 @@ class ExpirySweeper:
             self._task = asyncio.create_task(self._run(), name="memory-expiry")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -16,7 +16,6 @@ production — changes nothing: the last good snapshot stays in force and the fa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from typing import Protocol
 from proxy_core.config_files import ConfigError, SecretsFile
 from proxy_core.retry import RetryableError, retrying_blocking
 from proxy_core.services.auth import AuthProvider, Principal
+from proxy_core.services.background import cancel_and_wait
 from proxy_core.services.projects import ProjectDirectory, ProjectTable
 
 logger = logging.getLogger("proxy_core.secrets")
@@ -174,8 +174,5 @@ class SecretsRefresher:
             self._task = asyncio.create_task(keep_refreshed(self._current, self._source, self._interval_s))
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

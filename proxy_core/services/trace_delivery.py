@@ -27,7 +27,6 @@ rejected, truncated.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -35,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from proxy_core.errors import StoreUnavailableError
+from proxy_core.services.background import cancel_and_wait
 from proxy_core.services.llm import LangfuseTarget
 from proxy_core.services.metrics import GatewayMetrics, NoMetrics
 from proxy_core.services.trace_ports import (
@@ -307,9 +307,7 @@ class TraceDelivery:
         if self._replayer is not None:
             # A replay round under way may finish (its spans acknowledged), within the budget.
             await asyncio.wait({self._replayer}, timeout=max(0.0, deadline - reserve - time.monotonic()) / 2)
-            self._replayer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replayer
+            await cancel_and_wait(self._replayer)
         senders = [p.sender for p in self._projects.values() if p.sender is not None and not p.sender.done()]
         senders += list(self._spooling)
         if senders:
@@ -328,10 +326,7 @@ class TraceDelivery:
             await self._intake.aclose()
 
     async def _leave(self, project: ProjectDelivery, deadline: float) -> None:
-        if project.sender is not None and not project.sender.done():
-            project.sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await project.sender
+        await cancel_and_wait(project.sender)
         left = project.inflight + list(project.pending)
         project.inflight, project.pending, project.pending_bytes = [], deque(), 0
         if left:
