@@ -217,6 +217,29 @@ def _split_metadata(metadata: Any) -> tuple[list[str], dict[str, Any]]:
     return kept, extra
 
 
+_CHAT_FIELDS = frozenset({"model", "messages", "stream", "metadata"})
+
+
+def split_params(
+    body: Mapping[str, Any], taken: frozenset[str] | set[str], known: frozenset[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The body's fields beyond ``taken``: the ``known`` ones as LiteLLM parameters (nulls left
+    out), the rest as ``extra_body``; a field only the gateway may set is refused with a 400."""
+    params: dict[str, Any] = {}
+    extra_body: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in taken:
+            continue
+        if key in FORBIDDEN_PARAMS or key.startswith(FORBIDDEN_PREFIXES):
+            raise _bad(f"'{key}' cannot be set by clients of this gateway.", key)
+        if key in known:
+            if value is not None:
+                params[key] = value
+        else:
+            extra_body[key] = value
+    return params, extra_body
+
+
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     """Validate ``body`` and split it into LiteLLM arguments, provider extras and gateway metadata."""
     model = body.get("model")
@@ -227,18 +250,7 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     messages = _check_messages(body.get("messages"))
     _check_known_types(body)
     _check_ranges(body)
-    params: dict[str, Any] = {}
-    extra_body: dict[str, Any] = {}
-    for key, value in body.items():
-        if key in ("model", "messages", "stream", "metadata"):
-            continue
-        if key in FORBIDDEN_PARAMS or key.startswith(FORBIDDEN_PREFIXES):
-            raise _bad(f"'{key}' cannot be set by clients of this gateway.", key)
-        if key in OPENAI_PARAMS:
-            if value is not None:
-                params[key] = value
-        else:
-            extra_body[key] = value
+    params, extra_body = split_params(body, _CHAT_FIELDS, OPENAI_PARAMS)
     tags, client_metadata = _split_metadata(body.get("metadata"))
     return ChatRequest(
         model=model,

@@ -18,14 +18,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from proxy_core.services.chat_request import (
-    FORBIDDEN_PARAMS,
-    FORBIDDEN_PREFIXES,
     MAX_CHOICES,
     MAX_MODEL_LENGTH,
     ChatRequest,
     _bad,
     _check_known_types,
     _split_metadata,
+    split_params,
 )
 
 RESPONSES_PARAMS = frozenset(
@@ -70,18 +69,7 @@ def _split(
     taken = {"model", "stream", *inputs}
     if gateway_metadata:
         taken.add("metadata")
-    params: dict[str, Any] = {}
-    extra_body: dict[str, Any] = {}
-    for key, value in body.items():
-        if key in taken:
-            continue
-        if key in FORBIDDEN_PARAMS or key.startswith(FORBIDDEN_PREFIXES):
-            raise _bad(f"'{key}' cannot be set by clients of this gateway.", key)
-        if key in known:
-            if value is not None:
-                params[key] = value
-        else:
-            extra_body[key] = value
+    params, extra_body = split_params(body, taken, known)
     tags, client_metadata = _split_metadata(body.get("metadata")) if gateway_metadata else ([], {})
     return ChatRequest(
         model=model,
