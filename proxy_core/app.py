@@ -238,6 +238,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect_redis(settings)
+        if redis is not None:
+            await redis.learn_topology()
         inner_store = store_factory(settings, redis)
         store = GuardedStore(inner_store, metrics=metrics)
         embedded = build_embedded_traces(settings, inner_store)

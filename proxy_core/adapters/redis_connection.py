@@ -15,6 +15,7 @@ restart or a failover).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -26,6 +27,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from proxy_core.redis_options import RedisOptions
+
+logger = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 64
 # Slack for waiting on a pooled connection and on a busy event loop, on top of the round trips.
@@ -176,6 +179,21 @@ class RedisConnection:
     def waits_for_replicas(self) -> bool:
         """Whether writes that must survive a failover wait for ``WAIT`` (never on a cluster)."""
         return self.options.wait_replicas > 0 and self.options.mode != "cluster"
+
+    async def learn_topology(self) -> None:
+        """Have a cluster client learn which master serves which slots before the first burst.
+
+        redis-py learns it on first use; a burst of first commands at once can then drop a
+        connection another of them is opening. Best effort: a cluster unreachable now is learnt on
+        first use, as it would have been, and readiness says so meanwhile.
+        """
+        if not isinstance(self.client, RedisCluster):
+            return
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                await self.client.initialize()
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning("the Redis Cluster's topology could not be read at start-up: %s", type(exc).__name__)
 
     async def recheck_master(self) -> None:
         """With Sentinel, ask which server is the master now; connections to a former one are dropped.

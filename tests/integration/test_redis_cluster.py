@@ -69,10 +69,7 @@ async def test_each_rollout_lives_in_one_slot_and_rollouts_spread_over_the_maste
     connection = RedisConnection(options(cluster))
     store = RedisRolloutStore(connection, prefix=key_prefix, ttl_s=600)
     try:
-        # In the gateway a first burst waits for one write probe (single-flight) before any record;
-        # a burst on a client that has not learnt the topology yet can race inside redis-py's
-        # cluster start-up (a connection dropped while another command is opening it).
-        await connection.client.initialize()
+        await connection.learn_topology()  # as the gateway's start-up does
         await asyncio.gather(*(store.record("proj", r, f"id-{r}", Usage(3, 4, 0.5)) for r in ROLLOUTS))
         burst = [f"burst-{n:03d}" for n in range(300)]  # more at once than one node's connection pool
         await asyncio.gather(*(store.record("proj", ROLLOUTS[0], i) for i in burst))
