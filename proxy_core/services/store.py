@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from proxy_core.errors import StoreUnavailableError
 from proxy_core.retry import RetryableError, retrying
+from proxy_core.services.background import cancel_and_wait
 from proxy_core.services.breaker import BreakerState, CircuitBreaker
 from proxy_core.services.metrics import GatewayMetrics, NoMetrics
 
@@ -341,8 +342,7 @@ class GuardedStore:
             await self._inner.cache_response(project_id, key, body, ttl_s)
 
     async def aclose(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
+        await cancel_and_wait(self._probe)  # unwound before the connection it uses is closed
         if self._voids:
             _, pending = await asyncio.wait(self._voids, timeout=VOID_AT_SHUTDOWN_S)
             for task in pending:
